@@ -1,0 +1,1 @@
+"""Doppel: duplicate-image detection over HTTP."""

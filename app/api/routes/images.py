@@ -1,0 +1,67 @@
+"""/images: index, replace, read, list and delete images."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from app.api.deps import ServiceDep, SettingsDep
+from app.api.params import FileField, IdField, Limit, MaxDistance, MetadataField
+from app.api.schemas import DuplicatesOut, ImageCreated, ImageOut, PageOut, matches_out
+from app.api.uploads import read_upload
+from app.hashing import hash_hex
+from app.validation import parse_metadata
+
+router = APIRouter(prefix="/images", tags=["images"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ImageCreated)
+def add_image(
+    service: ServiceDep, settings: SettingsDep, file: FileField, image_id: IdField = None, metadata: MetadataField = None
+) -> ImageCreated:
+    """Index an image. Answers with the record and its matches among the images stored before it."""
+    data = read_upload(file, max_bytes=settings.max_upload_bytes)
+    record, duplicates = service.add(data, image_id=image_id, metadata=parse_metadata(metadata))
+    return ImageCreated(**ImageOut.of(record).model_dump(), duplicates=matches_out(duplicates))
+
+
+@router.put("/{image_id}", response_model=ImageCreated, status_code=status.HTTP_201_CREATED)
+def put_image(
+    image_id: str, service: ServiceDep, settings: SettingsDep, response: Response, file: FileField, metadata: MetadataField = None
+) -> ImageCreated:
+    """Create (201) or replace (200) the image under this id."""
+    data = read_upload(file, max_bytes=settings.max_upload_bytes)
+    record, created, duplicates = service.put(image_id, data, metadata=parse_metadata(metadata))
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return ImageCreated(**ImageOut.of(record).model_dump(), duplicates=matches_out(duplicates))
+
+
+@router.get("", response_model=PageOut)
+def list_images(
+    service: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
+    after: Annotated[str | None, Query(max_length=256, description="The `next` cursor of the previous page.")] = None,
+) -> PageOut:
+    """Stored images in id order, a page at a time."""
+    return PageOut.of(service.page(limit=limit, after=after))
+
+
+@router.get("/{image_id}", response_model=ImageOut)
+def get_image(image_id: str, service: ServiceDep) -> ImageOut:
+    """One stored image."""
+    return ImageOut.of(service.get(image_id))
+
+
+@router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_image(image_id: str, service: ServiceDep) -> Response:
+    """Delete an image; it never appears in results again."""
+    service.delete(image_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{image_id}/duplicates", response_model=DuplicatesOut)
+def image_duplicates(image_id: str, service: ServiceDep, max_distance: MaxDistance = None, limit: Limit = 100) -> DuplicatesOut:
+    """The stored images that match a stored one, itself left out."""
+    record = service.get(image_id)
+    matches = service.duplicates_of(image_id, max_distance=max_distance, limit=limit)
+    return DuplicatesOut(id=record.id, hash=hash_hex(record.dhash), matches=matches_out(matches))

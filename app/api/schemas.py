@@ -1,0 +1,81 @@
+"""Request and response shapes of the HTTP API."""
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.hashing import hash_hex
+from app.models import ImageRecord, Match, Page
+
+
+class ImageOut(BaseModel):
+    id: str = Field(description="The client's id for the image.")
+    hash: str = Field(description="dHash as 16 hex digits, as `str(imagehash.dhash(img))`.")
+    width: int
+    height: int
+    created_at: str = Field(description="When the record was committed, ISO 8601 UTC.")
+    metadata: dict[str, Any]
+
+    @classmethod
+    def of(cls, record: ImageRecord) -> "ImageOut":
+        return cls(
+            id=record.id,
+            hash=hash_hex(record.dhash),
+            width=record.width,
+            height=record.height,
+            created_at=record.created_at,
+            metadata=record.metadata,
+        )
+
+
+class MatchOut(BaseModel):
+    id: str
+    distance: int = Field(description="Hamming distance between the dHashes, 0-64 bits.")
+    similarity: float = Field(description="1 - distance / 64.")
+    metadata: dict[str, Any]
+
+    @classmethod
+    def of(cls, match: Match) -> "MatchOut":
+        return cls(
+            id=match.record.id,
+            distance=match.distance,
+            similarity=match.similarity,
+            metadata=match.record.metadata,
+        )
+
+
+def matches_out(matches: list[Match]) -> list[MatchOut]:
+    return [MatchOut.of(m) for m in matches]
+
+
+class ImageCreated(ImageOut):
+    duplicates: list[MatchOut] = Field(description="Stored images that match this one.")
+
+
+class PageOut(BaseModel):
+    items: list[ImageOut]
+    next: str | None = Field(description="Pass as `after` for the next page; null on the last page.")
+
+    @classmethod
+    def of(cls, page: Page) -> "PageOut":
+        return cls(items=[ImageOut.of(r) for r in page.items], next=page.next)
+
+
+class SearchOut(BaseModel):
+    hash: str = Field(description="The query's dHash, 16 hex digits.")
+    matches: list[MatchOut]
+
+
+class DuplicatesOut(BaseModel):
+    id: str
+    hash: str
+    matches: list[MatchOut]
+
+
+class HealthOut(BaseModel):
+    status: str
+    images: int
+
+
+class ErrorOut(BaseModel):
+    detail: Any

@@ -1,0 +1,44 @@
+"""Domain errors. They know nothing of HTTP; app/api/errors.py maps them to status codes."""
+
+
+class DoppelError(Exception):
+    """Base of every error Doppel reports to a client."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class UnsupportedImage(DoppelError):
+    """The bytes are not an image, or not in a format Doppel reads."""
+
+
+class CorruptImage(DoppelError):
+    """The bytes claim a known image format but cannot be decoded (truncated, damaged)."""
+
+
+class ImageTooLarge(DoppelError):
+    """The upload has more bytes or more pixels than the configured limits."""
+
+
+class InvalidInput(DoppelError):
+    """A parameter or field is malformed (bad id, bad metadata, bad hash)."""
+
+
+class ImageNotFound(DoppelError):
+    """No stored image has the given id."""
+
+    def __init__(self, image_id: str) -> None:
+        super().__init__(f"no image with id {image_id!r}")
+        self.image_id = image_id
+
+
+class ImageExists(DoppelError):
+    """Images with the given ids are already stored (or an id is given twice in one request)."""
+
+    def __init__(self, image_ids: list[str]) -> None:
+        shown = ", ".join(repr(i) for i in image_ids[:20])
+        more = f" and {len(image_ids) - 20} more" if len(image_ids) > 20 else ""
+        noun = "an image with id" if len(image_ids) == 1 else "images with ids"
+        super().__init__(f"{noun} {shown}{more} already exist{'s' if len(image_ids) == 1 else ''}")
+        self.image_ids = image_ids

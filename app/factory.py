@@ -1,0 +1,55 @@
+"""Composition root: builds the FastAPI app and, in its lifespan, the store, index and service."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import faiss
+from fastapi import FastAPI
+
+from app.api.errors import register_exception_handlers
+from app.api.routes import health, images, search
+from app.api.uploads import FORM_OVERHEAD_BYTES
+from app.config import Settings
+from app.index import HammingIndex
+from app.service import DoppelService
+from app.store import open_store
+
+DESCRIPTION = (
+    "Duplicate-image detection. Each image gets a 64-bit difference hash (dHash); images whose "
+    "hashes differ in at most `max_distance` bits (default 10) are duplicates."
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The Doppel ASGI app. Nothing is opened until the app starts (its lifespan)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Request threads already use the cores; faiss's own threads would oversubscribe them.
+        faiss.omp_set_num_threads(1)
+        store = open_store(settings)
+        service = DoppelService(
+            store, HammingIndex(), max_distance=settings.max_distance, max_pixels=settings.max_pixels
+        )
+        service.rebuild_index()
+        app.state.service = service
+        try:
+            yield
+        finally:
+            store.close()
+
+    app = FastAPI(
+        title="Doppel",
+        summary="Have we seen this picture before?",
+        description=DESCRIPTION,
+        version="1.0.0",
+        lifespan=lifespan,
+        max_body_size=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+    )
+    app.state.settings = settings
+    register_exception_handlers(app)
+    app.include_router(images.router)
+    app.include_router(search.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,189 @@
+"""Decode an image the way a viewer sees it and compute its difference hashes.
+
+Pure functions: bytes in, hashes out; no HTTP, no storage. The dHash follows imagehash
+(https://www.hackerfactor.com/blog/index.php?/archives/529-Kind-of-Like-That.html): grey,
+resize to 9x8 with Lanczos, one bit per pair of horizontal neighbours (left < right),
+packed row by row, most significant bit first, so `hash_hex` equals `str(imagehash.dhash(img))`.
+"""
+
+import re
+from dataclasses import dataclass
+from io import BytesIO
+
+import numpy as np
+import pillow_heif
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
+
+pillow_heif.register_heif_opener()
+# Doppel checks the pixel count itself (before decoding) against its own setting.
+Image.MAX_IMAGE_PIXELS = None
+
+HASH_BITS = 64
+_HEX16 = re.compile(r"[0-9a-fA-F]{16}")
+# JPEG can decode at 1/2, 1/4 or 1/8 scale. Asking for at least this many pixels on each side
+# keeps the 9x8 Lanczos result within a few bits of a full decode (measured on real photos).
+JPEG_DRAFT_SIDE = 128
+_WHITE = (255, 255, 255, 255)
+_HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+
+# Leading bytes of the image formats Doppel reads: bytes that start like one of these but do not
+# decode are a damaged image (422), anything else is not an image we read (415).
+_SIGNATURES: tuple[tuple[int, bytes], ...] = (
+    (0, b"\xff\xd8\xff"),  # JPEG
+    (0, b"\x89PNG\r\n\x1a\n"),
+    (0, b"GIF87a"),
+    (0, b"GIF89a"),
+    (0, b"BM"),
+    (0, b"II*\x00"),  # TIFF, little-endian
+    (0, b"MM\x00*"),  # TIFF, big-endian
+    (8, b"WEBP"),
+    (4, b"ftypheic"),
+    (4, b"ftypheix"),
+    (4, b"ftypmif1"),
+    (4, b"ftypmsf1"),
+    (4, b"ftypavif"),
+    (4, b"ftypavis"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageHashes:
+    """The hashes of one image, plus the two tiny grey images they come from.
+
+    `wide` is the image resized to 9x8 (rows x cols = 8x9), `tall` to 8x9 (9x8). Every flip and
+    rotation of the image hashes from one of them, so orientation variants need no new decode.
+    """
+
+    width: int
+    height: int
+    wide: np.ndarray
+    tall: np.ndarray
+
+    @property
+    def dhash(self) -> int:
+        return horizontal_bits(self.wide)
+
+    @property
+    def dhash_vertical(self) -> int:
+        return vertical_bits(self.tall)
+
+
+def horizontal_bits(wide: np.ndarray) -> int:
+    """dHash bits of an 8x9 grey array: is each pixel brighter than its left neighbour."""
+    return pack_bits(wide[:, 1:] > wide[:, :-1])
+
+
+def vertical_bits(tall: np.ndarray) -> int:
+    """Vertical dHash bits of a 9x8 grey array: is each pixel brighter than the one above."""
+    return pack_bits(tall[1:, :] > tall[:-1, :])
+
+
+def pack_bits(bits: np.ndarray) -> int:
+    """Pack a boolean array row by row, first bit most significant, as imagehash's hex does."""
+    return int.from_bytes(np.packbits(bits.ravel()).tobytes(), "big")
+
+
+def hash_hex(value: int) -> str:
+    """The 16-digit lower-case hex form of a 64-bit hash, as `str(imagehash.ImageHash)`."""
+    return f"{value:016x}"
+
+
+def parse_hash_hex(text: str) -> int:
+    """The 64-bit hash written as exactly 16 hex digits; ValueError otherwise."""
+    if _HEX16.fullmatch(text) is None:
+        raise ValueError("a hash is exactly 16 hex digits (64 bits)")
+    return int(text, 16)
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits between two hashes."""
+    return (a ^ b).bit_count()
+
+
+def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
+    """Decode `data` as a viewer would and hash it.
+
+    Raises UnsupportedImage (not an image we read), CorruptImage (a known format that does not
+    decode) or ImageTooLarge (more than `max_pixels`, refused before the pixels are decoded).
+    """
+    image = open_image(data)
+    width, height = oriented_size(image)
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
+        )
+    try:
+        grey = grey_for_hashing(image)
+        wide = np.asarray(grey.resize((9, 8), Image.Resampling.LANCZOS))
+        tall = np.asarray(grey.resize((8, 9), Image.Resampling.LANCZOS))
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad data
+        raise CorruptImage(f"the {image.format} image could not be decoded: {exc}") from exc
+    return ImageHashes(width=width, height=height, wide=wide, tall=tall)
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Read the image header (not the pixels). Raises UnsupportedImage or CorruptImage."""
+    if not data:
+        raise UnsupportedImage("the file is empty")
+    try:
+        image = Image.open(BytesIO(data))
+    except UnidentifiedImageError as exc:
+        if sniff_known_format(data):
+            raise CorruptImage("the file looks like an image but its header is damaged") from exc
+        raise UnsupportedImage(
+            "not an image in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF)"
+        ) from exc
+    except Exception as exc:  # a decoder plugin choked on a damaged header
+        raise CorruptImage(f"the image header could not be read: {exc}") from exc
+    if image.width < 1 or image.height < 1:
+        raise CorruptImage("the image has no pixels")
+    return image
+
+
+def sniff_known_format(data: bytes) -> bool:
+    """Whether `data` starts with the signature of a format Doppel reads."""
+    return any(data[offset : offset + len(magic)] == magic for offset, magic in _SIGNATURES)
+
+
+def oriented_size(image: Image.Image) -> tuple[int, int]:
+    """Width and height as displayed, after the EXIF orientation."""
+    if _exif_orientation(image) in (5, 6, 7, 8):  # these turn the image a quarter
+        return image.height, image.width
+    return image.width, image.height
+
+
+def grey_for_hashing(image: Image.Image) -> Image.Image:
+    """The image as a viewer sees it, in 8-bit grey: first frame, EXIF orientation applied,
+    transparency flattened onto white. JPEGs are decoded at a reduced scale."""
+    if image.format == "JPEG":
+        image.draft("L" if image.mode in ("L", "RGB") else image.mode, (JPEG_DRAFT_SIDE, JPEG_DRAFT_SIDE))
+    image.load()
+    image = ImageOps.exif_transpose(image)
+    if _has_transparency(image):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, _WHITE)
+        return Image.alpha_composite(white, rgba).convert("L")
+    if image.mode in _HIGH_BIT_DEPTH_MODES:
+        return _high_bit_depth_to_grey(image)
+    return image if image.mode == "L" else image.convert("L")
+
+
+def _exif_orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:  # a damaged EXIF block must not refuse an image that decodes
+        return 1
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def _high_bit_depth_to_grey(image: Image.Image) -> Image.Image:
+    # Pillow's convert("L") clips 16-bit values at 255 (a white image); scale them instead.
+    pixels = np.asarray(image, dtype=np.float64)
+    if pixels.max(initial=0) > 255:
+        pixels = pixels / 257
+    return Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8), "L")
