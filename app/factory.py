@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from app.api.errors import register_exception_handlers
 from app.api.routes import health, images, search
-from app.api.uploads import FORM_OVERHEAD_BYTES
+from app.api.uploads import FORM_OVERHEAD_BYTES, BodySizeLimit
 from app.config import Settings
 from app.index import HammingIndex
 from app.service import DoppelService
@@ -45,10 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         version="1.0.0",
         lifespan=lifespan,
-        max_body_size=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
     )
     app.state.settings = settings
     register_exception_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
     app.include_router(images.router)
     app.include_router(search.router)
     app.include_router(health.router)

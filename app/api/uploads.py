@@ -1,6 +1,9 @@
-"""Reading uploaded files within the size limit."""
+"""Upload size limits: the request body is capped while it streams in, the file after parsing."""
 
 from fastapi import UploadFile
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ImageTooLarge
 
@@ -9,12 +12,42 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 def read_upload(file: UploadFile, *, max_bytes: int) -> bytes:
-    """The file's bytes; ImageTooLarge if it has more than `max_bytes`.
-
-    The whole request body is already capped while it streams in (FastAPI's max_body_size), so
-    this never holds more than the limit plus the form overhead.
-    """
+    """The file's bytes; ImageTooLarge if it has more than `max_bytes`."""
     data = file.file.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise ImageTooLarge(f"the file is over the upload limit of {max_bytes} bytes")
     return data
+
+
+class BodySizeLimit:
+    """ASGI middleware refusing request bodies over `max_bytes` with 413, before they are held.
+
+    A declared Content-Length over the limit is refused without reading the body; a body that
+    streams past the limit stops being read at that point.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        detail = f"the request body is over the limit of {self.max_bytes} bytes"
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # An HTTPException passes through the form parser to FastAPI's JSON handler.
+                raise HTTPException(status_code=413, detail=detail)
+            return message
+
+        await self.app(scope, limited_receive, send)

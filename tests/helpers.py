@@ -1,0 +1,49 @@
+"""Helpers for the tests: where the shared photos are, generated images, upload shortcuts."""
+
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
+needs_shared = pytest.mark.skipif(
+    not (SHARED_IMAGES / "dev").is_dir(),
+    reason=f"real photographs not found at {SHARED_IMAGES} (the read-only shared/ folder beside the repo)",
+)
+
+
+def shared_files(folder: str) -> list[Path]:
+    """Image files of a shared folder, sorted; TSV listings left out."""
+    return sorted(p for p in (SHARED_IMAGES / folder).iterdir() if p.suffix != ".tsv")
+
+
+def make_photo(seed: int, size: tuple[int, int] = (640, 480), mode: str = "RGB") -> Image.Image:
+    """A photo-like image: smooth random shapes plus a little grain, different for every seed."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse, "RGB").resize(size, Image.Resampling.BICUBIC)
+    grain = rng.normal(0, 6, size=(size[1], size[0], 3))
+    pixels = np.clip(np.asarray(image, dtype=np.float64) + grain, 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB").convert(mode)
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
+    """The image written to bytes in the given format."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def upload(client: TestClient, data: bytes, image_id: str | None = None, metadata: str | None = None, **params: object) -> httpx.Response:
+    """POST /images with a file and the optional form fields."""
+    form = {k: v for k, v in {"id": image_id, "metadata": metadata}.items() if v is not None}
+    return client.post("/images", files={"file": ("image", data)}, data=form, params=params)
+
+
+def search(client: TestClient, data: bytes, **params: object) -> httpx.Response:
+    """POST /search with a file."""
+    return client.post("/search", files={"file": ("image", data)}, params=params)

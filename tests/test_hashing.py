@@ -1,0 +1,167 @@
+"""app.hashing: parity with imagehash, what a viewer sees, and refusing bad input."""
+
+import io
+
+import imagehash
+import numpy as np
+import pytest
+from helpers import encode, make_photo, needs_shared, shared_files
+from PIL import Image, ImageOps
+
+from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
+from app.hashing import (
+    hamming,
+    hash_hex,
+    hash_image_bytes,
+    oriented_size,
+    open_image,
+    parse_hash_hex,
+)
+
+LIMIT = 100_000_000
+
+
+def hash_of(data: bytes) -> int:
+    return hash_image_bytes(data, max_pixels=LIMIT).dhash
+
+
+def reference(data: bytes) -> int:
+    with Image.open(io.BytesIO(data)) as image:
+        return int(str(imagehash.dhash(image)), 16)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_png_hash_equals_imagehash_exactly(seed: int) -> None:
+    data = encode(make_photo(seed))
+    assert hash_hex(hash_of(data)) == str(imagehash.dhash(Image.open(io.BytesIO(data))))
+
+
+def test_vertical_hash_equals_imagehash_dhash_vertical() -> None:
+    data = encode(make_photo(7))
+    hashes = hash_image_bytes(data, max_pixels=LIMIT)
+    assert hash_hex(hashes.dhash_vertical) == str(imagehash.dhash_vertical(Image.open(io.BytesIO(data))))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_jpeg_hash_within_three_bits_of_imagehash(seed: int) -> None:
+    data = encode(make_photo(seed, (2400, 1800)), "JPEG", quality=90)
+    assert hamming(hash_of(data), reference(data)) <= 3
+
+
+@needs_shared
+def test_real_photos_hash_like_imagehash() -> None:
+    files = shared_files("dev") + shared_files("large")
+    distances = []
+    for path in files:
+        with Image.open(path) as image:
+            if image.getexif().get(0x0112, 1) != 1 or "A" in image.mode or "transparency" in image.info:
+                continue  # Doppel flattens and rotates these on purpose; imagehash does not
+        data = path.read_bytes()
+        distances.append(hamming(hash_of(data), reference(data)))
+    assert len(distances) >= 70
+    assert max(distances) <= 3
+    assert distances.count(0) / len(distances) >= 0.8
+
+
+def test_hex_round_trip() -> None:
+    assert parse_hash_hex(hash_hex(0x0123456789ABCDEF)) == 0x0123456789ABCDEF
+    assert hash_hex(1) == "0000000000000001"
+    for bad in ["", "123", "0123456789abcdeg", "0x23456789abcdef", "+123456789abcdef", "0123456789abcdef0"]:
+        with pytest.raises(ValueError):
+            parse_hash_hex(bad)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(orientation: int) -> None:
+    upright = make_photo(3, (400, 300))
+    # Store pixels so that applying `orientation` gives back the upright image.
+    inverse = {
+        1: None,
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_90,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_270,
+    }[orientation]
+    stored = upright if inverse is None else upright.transpose(inverse)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(stored, "JPEG", quality=95, exif=exif.tobytes())
+    assert ImageOps.exif_transpose(Image.open(io.BytesIO(data))).size == (400, 300)
+    hashes = hash_image_bytes(data, max_pixels=LIMIT)
+    assert (hashes.width, hashes.height) == (400, 300)
+    assert hamming(hashes.dhash, hash_of(encode(upright))) <= 3
+
+
+def test_transparency_is_flattened_onto_white() -> None:
+    photo = make_photo(4, (300, 300))
+    rgba = photo.convert("RGBA")
+    alpha = Image.new("L", rgba.size, 0)
+    alpha.paste(255, (0, 0, 150, 300))  # left half opaque, right half transparent
+    rgba.putalpha(alpha)
+    on_white = Image.new("RGB", rgba.size, "white")
+    on_white.paste(photo.crop((0, 0, 150, 300)), (0, 0))
+    assert hash_of(encode(rgba)) == hash_of(encode(on_white))
+    # imagehash ignores alpha and sees the hidden pixels: a different picture
+    assert hamming(hash_of(encode(rgba)), hash_of(encode(photo))) > 10
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "1", "LA", "I;16"])
+def test_any_mode_hashes_close_to_rgb(mode: str) -> None:
+    photo = make_photo(5, (320, 240))
+    expected = hash_of(encode(photo.convert("L")))
+    if mode == "I;16":
+        wide = (np.asarray(photo.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+        data = encode(Image.fromarray(wide))
+        assert Image.open(io.BytesIO(data)).mode.startswith("I")
+    else:
+        data = encode(photo.convert(mode), "TIFF" if mode == "CMYK" else "PNG")
+    limit = 20 if mode == "1" else 3  # 1-bit dithering moves more bits
+    assert hamming(hash_of(data), expected) <= limit
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [("JPEG", {"quality": 90}), ("WEBP", {"quality": 90}), ("GIF", {}), ("BMP", {}), ("TIFF", {}),
+     ("HEIF", {"quality": 90}), ("AVIF", {"quality": 90})],
+)
+def test_formats_hash_like_png(fmt: str, options: dict[str, object]) -> None:
+    photo = make_photo(6, (480, 360))
+    assert hamming(hash_of(encode(photo, fmt, **options)), hash_of(encode(photo))) <= 4
+
+
+def test_animation_hashes_its_first_frame() -> None:
+    first, second = make_photo(8, (200, 150)), make_photo(9, (200, 150))
+    data = encode(first, "GIF", save_all=True, append_images=[second], duration=100, loop=0)
+    assert hamming(hash_of(data), hash_of(encode(first, "GIF"))) == 0
+    assert hamming(hash_of(data), hash_of(encode(second, "GIF"))) > 10
+
+
+@pytest.mark.parametrize("data", [b"", b"hello, world", b"<html><body>hi</body></html>", bytes(range(256)) * 4])
+def test_non_images_are_unsupported(data: bytes) -> None:
+    with pytest.raises(UnsupportedImage):
+        hash_image_bytes(data, max_pixels=LIMIT)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_truncated_images_are_corrupt(fmt: str) -> None:
+    data = encode(make_photo(10), fmt)
+    for cut in (20, len(data) // 3, len(data) - 200):
+        with pytest.raises(CorruptImage):
+            hash_image_bytes(data[:cut], max_pixels=LIMIT)
+
+
+def test_pixel_limit_is_checked_before_decoding() -> None:
+    data = encode(Image.new("L", (2000, 1000)), "PNG")
+    with pytest.raises(ImageTooLarge, match="2000x1000"):
+        hash_image_bytes(data, max_pixels=1_999_999)
+    assert hash_image_bytes(data, max_pixels=2_000_000).width == 2000
+
+
+def test_quarter_turn_orientation_swaps_reported_size() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image = open_image(encode(make_photo(1, (300, 200)), "JPEG", exif=exif.tobytes()))
+    assert oriented_size(image) == (200, 300)
