@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     max_distance: int = Field(
         10, ge=0, le=64, description="Default Hamming distance (bits) at or under which images match."
     )
+    confirm_distance: int = Field(
+        12,
+        ge=0,
+        le=64,
+        description="A dHash candidate is confirmed when its vertical dHash is at most this far (bits).",
+    )
     max_upload_bytes: int = Field(25 * MIB, ge=1, description="Largest accepted image file, in bytes.")
     max_pixels: int = Field(
         100_000_000, ge=1, description="Largest accepted image, in pixels (width x height)."

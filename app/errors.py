@@ -1,5 +1,7 @@
 """Domain errors. They know nothing of HTTP; app/api/errors.py maps them to status codes."""
 
+from app.models import Match
+
 
 class DoppelError(Exception):
     """Base of every error Doppel reports to a client."""
@@ -42,3 +44,11 @@ class ImageExists(DoppelError):
         noun = "an image with id" if len(image_ids) == 1 else "images with ids"
         super().__init__(f"{noun} {shown}{more} already exist{'s' if len(image_ids) == 1 else ''}")
         self.image_ids = image_ids
+
+
+class DuplicateImage(DoppelError):
+    """The upload copies stored images and the client asked to refuse copies."""
+
+    def __init__(self, matches: list[Match]) -> None:
+        super().__init__(f"the image is a copy of {len(matches)} stored image(s); nothing was stored")
+        self.matches = matches

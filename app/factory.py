@@ -30,7 +30,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         faiss.omp_set_num_threads(1)
         store = open_store(settings)
         service = DoppelService(
-            store, HammingIndex(), max_distance=settings.max_distance, max_pixels=settings.max_pixels
+            store,
+            HammingIndex(),
+            max_distance=settings.max_distance,
+            confirm_distance=settings.confirm_distance,
+            max_pixels=settings.max_pixels,
         )
         service.rebuild_index()
         app.state.service = service

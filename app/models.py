@@ -1,6 +1,7 @@
 """Domain records shared by the service, the store and the API. Plain frozen dataclasses."""
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 Metadata = dict[str, Any]
@@ -34,12 +35,33 @@ class ImageRecord:
     sha256: str | None = None
 
 
+class Orientation(StrEnum):
+    """How a query image is turned relative to the stored image it matches."""
+
+    ORIGINAL = "original"
+    FLIP_HORIZONTAL = "flip_horizontal"  # mirrored left to right
+    FLIP_VERTICAL = "flip_vertical"  # upside down and mirrored
+    ROTATE_90 = "rotate_90"  # turned 90 degrees clockwise
+    ROTATE_180 = "rotate_180"
+    ROTATE_270 = "rotate_270"  # turned 90 degrees counter-clockwise
+    TRANSPOSE = "transpose"  # mirrored across the top-left to bottom-right diagonal
+    TRANSVERSE = "transverse"  # mirrored across the other diagonal
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
-    """A stored image whose dHash is within the asked distance of the query's."""
+    """A stored image whose dHash is within the asked distance of the query's.
+
+    `vertical_distance` is the distance between the vertical dHashes, the second signal that
+    confirms a match (None where either side has no vertical hash). `exact` says the uploaded
+    bytes are identical (same SHA-256).
+    """
 
     record: ImageRecord
     distance: int
+    vertical_distance: int | None = None
+    orientation: Orientation = Orientation.ORIGINAL
+    exact: bool = False
 
     @property
     def similarity(self) -> float:

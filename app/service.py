@@ -1,16 +1,29 @@
 """Doppel's use cases: index, replace, delete and search images. Knows nothing of HTTP."""
 
 import hashlib
+import threading
 from dataclasses import dataclass
+from enum import StrEnum
 
-from app.errors import ImageNotFound
-from app.hashing import ImageHashes, hash_image_bytes
+from app.errors import DuplicateImage, ImageNotFound
+from app.hashing import ImageHashes, hamming, hash_image_bytes
 from app.index import HammingIndex
-from app.models import ImageRecord, Match, Metadata, NewImage, Page
+from app.models import ImageRecord, Match, Metadata, NewImage, Orientation, Page
+from app.orientation import HashPair, variants_of_hashes, variants_of_image
 from app.store import ImageStore
 from app.validation import check_image_id, new_image_id
 
 REBUILD_BATCH = 100_000
+RESOLVE_CHUNK = 256
+ORIGINAL = Orientation.ORIGINAL
+
+
+class OnDuplicate(StrEnum):
+    """What POST /images does with a copy of a stored image."""
+
+    ALLOW = "allow"  # store it and report the matches
+    REJECT = "reject"  # refuse it when anything matches
+    REJECT_EXACT = "reject_exact"  # refuse it only when the bytes are identical
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +34,24 @@ class Upload:
     sha256: str
 
 
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What a search looks for: the query's hashes per orientation, and its bytes' SHA-256."""
+
+    variants: dict[Orientation, HashPair]
+    sha256: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    """How to search: threshold (None: the service default), how many, and which checks."""
+
+    max_distance: int | None = None
+    limit: int = 100
+    confirm: bool = True
+    all_orientations: bool = False
+
+
 class DoppelService:
     """Images in the store (the system of record) and their hashes in the index (a cache of it).
 
@@ -28,11 +59,15 @@ class DoppelService:
     so a record deleted between the two steps is never returned.
     """
 
-    def __init__(self, store: ImageStore, index: HammingIndex, *, max_distance: int, max_pixels: int) -> None:
+    def __init__(
+        self, store: ImageStore, index: HammingIndex, *, max_distance: int, confirm_distance: int, max_pixels: int
+    ) -> None:
         self.store = store
         self.index = index
         self.max_distance = max_distance
+        self.confirm_distance = confirm_distance
         self.max_pixels = max_pixels
+        self._reject_lock = threading.Lock()
 
     def rebuild_index(self) -> None:
         """Load every stored hash into the (empty) index."""
@@ -44,18 +79,36 @@ class DoppelService:
         return Upload(hash_image_bytes(data, max_pixels=self.max_pixels), hashlib.sha256(data).hexdigest())
 
     def add(
-        self, data: bytes, *, image_id: str | None, metadata: Metadata, max_distance: int | None = None
+        self,
+        data: bytes,
+        *,
+        image_id: str | None,
+        metadata: Metadata,
+        options: SearchOptions | None = None,
+        on_duplicate: OnDuplicate = OnDuplicate.ALLOW,
     ) -> tuple[ImageRecord, list[Match]]:
-        """Store a new image; also return its matches among the images stored before it."""
+        """Store a new image; also return its matches among the images stored before it.
+
+        With `on_duplicate` REJECT (any match) or REJECT_EXACT (identical bytes) a copy raises
+        DuplicateImage and nothing is stored.
+        """
         upload = self.hash_upload(data)
-        new = self._new_image(upload, image_id=check_image_id(image_id) if image_id is not None else new_image_id(), metadata=metadata)
-        duplicates = self.search_hash(upload.hashes.dhash, max_distance=max_distance)
-        (record,) = self.store.add([new])
-        self.index.add([record.key], [record.dhash])
-        return record, duplicates
+        new = self._new_image(
+            upload, image_id=new_image_id() if image_id is None else check_image_id(image_id), metadata=metadata
+        )
+        query = query_of_upload(upload)
+        if on_duplicate is OnDuplicate.ALLOW:
+            return self._store_new(new, self.find(query, options or SearchOptions()))
+        # Checking and storing under one lock: two copies sent at once cannot both get in.
+        with self._reject_lock:
+            duplicates = self.find(query, options or SearchOptions())
+            refused = [m for m in duplicates if m.exact or on_duplicate is OnDuplicate.REJECT]
+            if refused:
+                raise DuplicateImage(refused)
+            return self._store_new(new, duplicates)
 
     def put(
-        self, image_id: str, data: bytes, *, metadata: Metadata
+        self, image_id: str, data: bytes, *, metadata: Metadata, options: SearchOptions | None = None
     ) -> tuple[ImageRecord, bool, list[Match]]:
         """Create or replace the image under `image_id`. Returns (record, created, duplicates),
         the duplicates being the other stored images that match it."""
@@ -65,8 +118,13 @@ class DoppelService:
         if old is not None:
             self.index.remove([old.key])
         self.index.add([record.key], [record.dhash])
-        duplicates = self.search_hash(record.dhash, exclude_key=record.key)
+        duplicates = self.find(query_of_upload(upload), options or SearchOptions(), exclude_key=record.key)
         return record, old is None, duplicates
+
+    def _store_new(self, new: NewImage, duplicates: list[Match]) -> tuple[ImageRecord, list[Match]]:
+        (record,) = self.store.add([new])  # store first: the index is a cache rebuilt from it
+        self.index.add([record.key], [record.dhash])
+        return record, duplicates
 
     def get(self, image_id: str) -> ImageRecord:
         record = self.store.get(image_id)
@@ -87,40 +145,68 @@ class DoppelService:
         items = items[:limit]
         return Page(items=items, next=items[-1].id if has_more else None)
 
-    def search(self, data: bytes, *, max_distance: int | None = None, limit: int = 100) -> tuple[int, list[Match]]:
-        """The query file's dHash and the stored images within `max_distance` of it."""
-        dhash = self.hash_upload(data).hashes.dhash
-        return dhash, self.search_hash(dhash, max_distance=max_distance, limit=limit)
+    def search(self, data: bytes, *, options: SearchOptions) -> tuple[Upload, list[Match]]:
+        """The query file's hashes and the stored images that match it."""
+        upload = self.hash_upload(data)
+        return upload, self.find(query_of_upload(upload), options)
 
-    def duplicates_of(self, image_id: str, *, max_distance: int | None = None, limit: int = 100) -> list[Match]:
-        """The stored images that match a stored one, itself left out."""
+    def search_hash(self, dhash: int, vertical: int | None, *, options: SearchOptions) -> list[Match]:
+        """The same search for hashes computed elsewhere (the vertical one is optional)."""
+        return self.find(Query(variants_of_hashes(dhash, vertical), sha256=None), options)
+
+    def duplicates_of(self, image_id: str, *, options: SearchOptions) -> tuple[ImageRecord, list[Match]]:
+        """A stored image and the other stored images that match it."""
         record = self.get(image_id)
-        return self.search_hash(record.dhash, max_distance=max_distance, limit=limit, exclude_key=record.key)
+        query = Query(variants_of_hashes(record.dhash, record.dhash_vertical), sha256=record.sha256)
+        return record, self.find(query, options, exclude_key=record.key)
 
-    def search_hash(
-        self, dhash: int, *, max_distance: int | None = None, limit: int = 100, exclude_key: int | None = None
-    ) -> list[Match]:
-        """Stored images within `max_distance` bits of `dhash`, nearest first, ties by id."""
-        distance = self.max_distance if max_distance is None else max_distance
-        (hits,) = self.index.search([dhash], max_distance=distance)
-        hits = [(key, d) for key, d in hits if key != exclude_key]
-        return self._resolve(hits, limit)
+    def find(self, query: Query, options: SearchOptions, *, exclude_key: int | None = None) -> list[Match]:
+        """Stored images within `max_distance` of the query's dHash (of any of its variants when
+        asked), confirmed by the vertical dHash when asked; nearest first, ties by id."""
+        max_distance = self.max_distance if options.max_distance is None else options.max_distance
+        variants = query.variants if options.all_orientations else {ORIGINAL: query.variants[ORIGINAL]}
+        best: dict[int, tuple[int, Orientation]] = {}
+        # variants come ORIGINAL first, so an equally near original beats a turned variant
+        for orientation, hits in zip(variants, self.index.search([v.dhash for v in variants.values()], max_distance=max_distance)):
+            for key, distance in hits:
+                if key != exclude_key and (key not in best or distance < best[key][0]):
+                    best[key] = (distance, orientation)
+        return self._resolve(query, variants, best, options)
 
     def count(self) -> int:
         return len(self.index)
 
-    def _resolve(self, hits: list[tuple[int, int]], limit: int) -> list[Match]:
-        """Turn (key, distance) hits into the first `limit` matches ordered by (distance, id)."""
-        hits.sort(key=lambda hit: hit[1])
-        if len(hits) > limit:
-            # Only the hits up to the distance of the limit-th one can be in the result; the ties
-            # at that distance are ordered by id, so all of them are fetched.
-            cutoff = hits[limit - 1][1]
-            hits = [hit for hit in hits if hit[1] <= cutoff]
-        records = self.store.get_by_keys([key for key, _ in hits])
-        matches = [Match(records[key], d) for key, d in hits if key in records]
-        matches.sort(key=lambda m: (m.distance, m.record.id))
-        return matches[:limit]
+    def _resolve(
+        self,
+        query: Query,
+        variants: dict[Orientation, HashPair],
+        best: dict[int, tuple[int, Orientation]],
+        options: SearchOptions,
+    ) -> list[Match]:
+        """Fetch, confirm and order candidates, nearest first, until `limit` matches are certain.
+
+        Candidates are read from the store a chunk at a time in distance order: a far candidate
+        is never read once `limit` nearer ones are confirmed (ties at the cut are all read, since
+        they are ordered by id).
+        """
+        candidates = sorted(best.items(), key=lambda item: item[1][0])
+        matches: list[Match] = []
+        for start in range(0, len(candidates), RESOLVE_CHUNK):
+            chunk = candidates[start : start + RESOLVE_CHUNK]
+            if len(matches) >= options.limit:
+                matches.sort(key=_match_order)
+                if chunk[0][1][0] > matches[options.limit - 1].distance:
+                    break
+            records = self.store.get_by_keys([key for key, _ in chunk])
+            for key, (distance, orientation) in chunk:
+                record = records.get(key)  # None: deleted since the index was searched
+                if record is None:
+                    continue
+                match = _match(record, distance, variants[orientation].vertical, orientation, query.sha256)
+                if not options.confirm or _confirmed(match, self.confirm_distance):
+                    matches.append(match)
+        matches.sort(key=_match_order)
+        return matches[: options.limit]
 
     @staticmethod
     def _new_image(upload: Upload, *, image_id: str, metadata: Metadata) -> NewImage:
@@ -133,3 +219,26 @@ class DoppelService:
             dhash_vertical=upload.hashes.dhash_vertical,
             sha256=upload.sha256,
         )
+
+
+def query_of_upload(upload: Upload) -> Query:
+    return Query(variants_of_image(upload.hashes), sha256=upload.sha256)
+
+
+def _match(
+    record: ImageRecord, distance: int, vertical: int | None, orientation: Orientation, sha256: str | None
+) -> Match:
+    vertical_distance = (
+        None if vertical is None or record.dhash_vertical is None else hamming(vertical, record.dhash_vertical)
+    )
+    exact = sha256 is not None and sha256 == record.sha256
+    return Match(record, distance, vertical_distance, orientation, exact)
+
+
+def _confirmed(match: Match, confirm_distance: int) -> bool:
+    # Without a vertical hash on both sides there is nothing to confirm with: the dHash decides.
+    return match.exact or match.vertical_distance is None or match.vertical_distance <= confirm_distance
+
+
+def _match_order(match: Match) -> tuple[int, str]:
+    return match.distance, match.record.id

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app import errors
+from app.api.schemas import MatchOut
 
 logger = logging.getLogger("doppel")
 
@@ -16,6 +17,7 @@ STATUS_OF: dict[type[errors.DoppelError], int] = {
     errors.InvalidInput: 422,
     errors.ImageNotFound: 404,
     errors.ImageExists: 409,
+    errors.DuplicateImage: 409,
 }
 
 
@@ -30,7 +32,10 @@ def status_of(exc: errors.DoppelError) -> int:
 def register_exception_handlers(app: FastAPI) -> None:
     async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, errors.DoppelError)
-        return JSONResponse({"detail": exc.detail}, status_code=status_of(exc))
+        body: dict[str, object] = {"detail": exc.detail}
+        if isinstance(exc, errors.DuplicateImage):
+            body["matches"] = [MatchOut.of(m).model_dump(mode="json") for m in exc.matches]
+        return JSONResponse(body, status_code=status_of(exc))
 
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)

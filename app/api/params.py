@@ -2,7 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import File, Form, Query, UploadFile
+from fastapi import Depends, File, Form, Query, UploadFile
+
+from app.service import SearchOptions
 
 FileField = Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC or AVIF.")]
 IdField = Annotated[
@@ -14,3 +16,20 @@ MaxDistance = Annotated[
     Query(ge=0, le=64, description="Match at or under this Hamming distance (bits); default DOPPEL_MAX_DISTANCE."),
 ]
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many matches.")]
+Confirm = Annotated[
+    bool,
+    Query(description="Keep only candidates whose vertical dHash confirms the match; false returns every dHash candidate."),
+]
+AllOrientations = Annotated[
+    bool, Query(description="Also find copies that were mirrored or turned by 90, 180 or 270 degrees.")
+]
+
+
+def search_options(
+    max_distance: MaxDistance = None, limit: Limit = 100, confirm: Confirm = True, all_orientations: AllOrientations = False
+) -> SearchOptions:
+    """The search query parameters shared by every route that returns matches."""
+    return SearchOptions(max_distance=max_distance, limit=limit, confirm=confirm, all_orientations=all_orientations)
+
+
+SearchOptionsDep = Annotated[SearchOptions, Depends(search_options)]

@@ -5,7 +5,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.hashing import hash_hex
-from app.models import ImageRecord, Match, Page
+from app.models import ImageRecord, Match, Orientation, Page
 
 
 class ImageOut(BaseModel):
@@ -32,6 +32,15 @@ class MatchOut(BaseModel):
     id: str
     distance: int = Field(description="Hamming distance between the dHashes, 0-64 bits.")
     similarity: float = Field(description="1 - distance / 64.")
+    vertical_distance: int | None = Field(
+        description="Hamming distance between the vertical dHashes, the confirming signal; "
+        "null when either side has none (e.g. a search by dHash alone)."
+    )
+    orientation: Orientation = Field(
+        description="How the query is turned relative to this image (`rotate_90`: turned 90 degrees "
+        "clockwise); always `original` unless all_orientations was asked."
+    )
+    exact: bool = Field(description="The uploaded files are byte for byte identical (same SHA-256).")
     metadata: dict[str, Any]
 
     @classmethod
@@ -40,6 +49,9 @@ class MatchOut(BaseModel):
             id=match.record.id,
             distance=match.distance,
             similarity=match.similarity,
+            vertical_distance=match.vertical_distance,
+            orientation=match.orientation,
+            exact=match.exact,
             metadata=match.record.metadata,
         )
 
@@ -77,5 +89,6 @@ class HealthOut(BaseModel):
     images: int
 
 
-class ErrorOut(BaseModel):
-    detail: Any
+class DuplicateOut(BaseModel):
+    detail: str
+    matches: list[MatchOut] = Field(description="The stored images the upload copies.")

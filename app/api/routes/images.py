@@ -5,32 +5,55 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import ServiceDep, SettingsDep
-from app.api.params import FileField, IdField, Limit, MaxDistance, MetadataField
-from app.api.schemas import DuplicatesOut, ImageCreated, ImageOut, PageOut, matches_out
+from app.api.params import FileField, IdField, MetadataField, SearchOptionsDep
+from app.api.schemas import DuplicateOut, DuplicatesOut, ImageCreated, ImageOut, PageOut, matches_out
 from app.api.uploads import read_upload
 from app.hashing import hash_hex
+from app.service import OnDuplicate
 from app.validation import parse_metadata
 
 router = APIRouter(prefix="/images", tags=["images"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ImageCreated)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImageCreated,
+    responses={409: {"model": DuplicateOut, "description": "The id exists, or a refused copy (`matches`)."}},
+)
 def add_image(
-    service: ServiceDep, settings: SettingsDep, file: FileField, image_id: IdField = None, metadata: MetadataField = None
+    service: ServiceDep,
+    settings: SettingsDep,
+    file: FileField,
+    options: SearchOptionsDep,
+    image_id: IdField = None,
+    metadata: MetadataField = None,
+    on_duplicate: Annotated[
+        OnDuplicate,
+        Query(description="`reject`: refuse (409) when any stored image matches; `reject_exact`: only identical bytes."),
+    ] = OnDuplicate.ALLOW,
 ) -> ImageCreated:
     """Index an image. Answers with the record and its matches among the images stored before it."""
     data = read_upload(file, max_bytes=settings.max_upload_bytes)
-    record, duplicates = service.add(data, image_id=image_id, metadata=parse_metadata(metadata))
+    record, duplicates = service.add(
+        data, image_id=image_id, metadata=parse_metadata(metadata), options=options, on_duplicate=on_duplicate
+    )
     return ImageCreated(**ImageOut.of(record).model_dump(), duplicates=matches_out(duplicates))
 
 
 @router.put("/{image_id}", response_model=ImageCreated, status_code=status.HTTP_201_CREATED)
 def put_image(
-    image_id: str, service: ServiceDep, settings: SettingsDep, response: Response, file: FileField, metadata: MetadataField = None
+    image_id: str,
+    service: ServiceDep,
+    settings: SettingsDep,
+    response: Response,
+    file: FileField,
+    options: SearchOptionsDep,
+    metadata: MetadataField = None,
 ) -> ImageCreated:
     """Create (201) or replace (200) the image under this id."""
     data = read_upload(file, max_bytes=settings.max_upload_bytes)
-    record, created, duplicates = service.put(image_id, data, metadata=parse_metadata(metadata))
+    record, created, duplicates = service.put(image_id, data, metadata=parse_metadata(metadata), options=options)
     if not created:
         response.status_code = status.HTTP_200_OK
     return ImageCreated(**ImageOut.of(record).model_dump(), duplicates=matches_out(duplicates))
@@ -60,8 +83,7 @@ def delete_image(image_id: str, service: ServiceDep) -> Response:
 
 
 @router.get("/{image_id}/duplicates", response_model=DuplicatesOut)
-def image_duplicates(image_id: str, service: ServiceDep, max_distance: MaxDistance = None, limit: Limit = 100) -> DuplicatesOut:
+def image_duplicates(image_id: str, service: ServiceDep, options: SearchOptionsDep) -> DuplicatesOut:
     """The stored images that match a stored one, itself left out."""
-    record = service.get(image_id)
-    matches = service.duplicates_of(image_id, max_distance=max_distance, limit=limit)
+    record, matches = service.duplicates_of(image_id, options=options)
     return DuplicatesOut(id=record.id, hash=hash_hex(record.dhash), matches=matches_out(matches))
