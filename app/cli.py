@@ -1,6 +1,8 @@
-"""Command line: `python main.py [serve]` runs the HTTP service."""
+"""Command line: `python main.py [serve]` runs the HTTP service; `python main.py eval DIR` measures
+matching accuracy on a folder of images."""
 
 import argparse
+from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
@@ -26,6 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="run the HTTP service (the default)")
+    evaluate = commands.add_parser(
+        "eval",
+        help="measure recall and wrong matches on edited copies of a folder of distinct images",
+        description="Index the images of DIR in memory, search ~20 edited copies of each, and print "
+        "recall per edit and wrong matches (markdown). Uses DOPPEL_MAX_DISTANCE and DOPPEL_CONFIRM_DISTANCE.",
+    )
+    evaluate.add_argument("folder", type=Path, metavar="DIR", help="distinct originals (a GROUPS.tsv adds its shipped duplicates)")
+    evaluate.add_argument("--distinct", type=Path, metavar="DIR2", help="more held-out images, none a copy of DIR's")
+    evaluate.add_argument(
+        "--hold-out-every",
+        type=int,
+        default=5,
+        metavar="N",
+        help="every N-th image of DIR is not indexed but searched as a distinct image (default 5; 0: none)",
+    )
+    evaluate.add_argument("--workers", type=int, default=2, help="processes making the edited copies (default 2)")
     return parser
 
 
@@ -36,11 +54,30 @@ def main(argv: list[str]) -> int:
     except ValidationError as exc:
         print(f"invalid settings:\n{exc}")
         return 2
-    if args.command in (None, "serve"):
-        return serve(settings)
-    return 2
+    if args.command == "eval":
+        return run_evaluation(settings, args)
+    return serve(settings)
 
 
 def serve(settings: Settings) -> int:
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0
+
+
+def run_evaluation(settings: Settings, args: argparse.Namespace) -> int:
+    from app.evaluation import evaluate, format_report  # only this command needs the edit tooling
+
+    for path in (args.folder, args.distinct):
+        if path is not None and not path.is_dir():
+            print(f"not a folder: {path}")
+            return 2
+    report = evaluate(
+        args.folder,
+        distinct_folder=args.distinct,
+        hold_out_every=args.hold_out_every,
+        max_distance=settings.max_distance,
+        confirm_distance=settings.confirm_distance,
+        workers=args.workers,
+    )
+    print(format_report(report, confirm_distance=settings.confirm_distance))
     return 0

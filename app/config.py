@@ -20,10 +20,10 @@ class Settings(BaseSettings):
         10, ge=0, le=64, description="Default Hamming distance (bits) at or under which images match."
     )
     confirm_distance: int = Field(
-        12,
+        16,
         ge=0,
         le=64,
-        description="A dHash candidate is confirmed when its vertical dHash is at most this far (bits).",
+        description="A dHash candidate is confirmed when its DCT hash is at most this far (bits).",
     )
     max_upload_bytes: int = Field(25 * MIB, ge=1, description="Largest accepted image file, in bytes.")
     max_pixels: int = Field(

@@ -12,6 +12,7 @@ from io import BytesIO
 
 import numpy as np
 import pillow_heif
+from scipy.fft import dctn
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
@@ -25,6 +26,7 @@ _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 # JPEG can decode at 1/2, 1/4 or 1/8 scale. Asking for at least this many pixels on each side
 # keeps the 9x8 Lanczos result within a few bits of a full decode (measured on real photos).
 JPEG_DRAFT_SIDE = 128
+DCT_SIDE = 32  # as imagehash.phash: 8 x its high-frequency factor 4
 _WHITE = (255, 255, 255, 255)
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
@@ -49,17 +51,28 @@ _SIGNATURES: tuple[tuple[int, bytes], ...] = (
 
 
 @dataclass(frozen=True, slots=True)
-class ImageHashes:
-    """The hashes of one image, plus the two tiny grey images they come from.
+class Signature:
+    """The hashes compared in a search; None where a hash is not known (hash-only records)."""
 
-    `wide` is the image resized to 9x8 (rows x cols = 8x9), `tall` to 8x9 (9x8). Every flip and
-    rotation of the image hashes from one of them, so orientation variants need no new decode.
+    dhash: int
+    vertical: int | None
+    dct: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageHashes:
+    """The hashes of one image, plus the tiny grey images and coefficients they come from.
+
+    `wide` is the image resized to 9x8 (rows x cols = 8x9), `tall` to 8x9 (9x8), `dct_low` the
+    8x8 lowest frequencies of its 32x32 DCT. Every flip and quarter turn of the image hashes from
+    these, so orientation variants need no new decode.
     """
 
     width: int
     height: int
     wide: np.ndarray
     tall: np.ndarray
+    dct_low: np.ndarray
 
     @property
     def dhash(self) -> int:
@@ -68,6 +81,14 @@ class ImageHashes:
     @property
     def dhash_vertical(self) -> int:
         return vertical_bits(self.tall)
+
+    @property
+    def dct_hash(self) -> int:
+        return dct_bits(self.dct_low)
+
+    @property
+    def signature(self) -> Signature:
+        return Signature(self.dhash, self.dhash_vertical, self.dct_hash)
 
 
 def horizontal_bits(wide: np.ndarray) -> int:
@@ -78,6 +99,18 @@ def horizontal_bits(wide: np.ndarray) -> int:
 def vertical_bits(tall: np.ndarray) -> int:
     """Vertical dHash bits of a 9x8 grey array: is each pixel brighter than the one above."""
     return pack_bits(tall[1:, :] > tall[:-1, :])
+
+
+def dct_bits(dct_low: np.ndarray) -> int:
+    """DCT hash bits: the sign of each low-frequency coefficient (as pHash, but split at 0
+    rather than at the median, so that flips and turns map bits to bits exactly)."""
+    return pack_bits(dct_low > 0)
+
+
+def low_frequencies(grey: Image.Image) -> np.ndarray:
+    """The 8x8 lowest-frequency DCT-II coefficients of the image resized to 32x32 (as pHash)."""
+    pixels = np.asarray(grey.resize((DCT_SIDE, DCT_SIDE), Image.Resampling.LANCZOS), dtype=np.float64)
+    return dctn(pixels, type=2)[:8, :8]
 
 
 def pack_bits(bits: np.ndarray) -> int:
@@ -118,9 +151,10 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
         grey = grey_for_hashing(image)
         wide = np.asarray(grey.resize((9, 8), Image.Resampling.LANCZOS))
         tall = np.asarray(grey.resize((8, 9), Image.Resampling.LANCZOS))
+        dct_low = low_frequencies(grey)
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad data
         raise CorruptImage(f"the {image.format} image could not be decoded: {exc}") from exc
-    return ImageHashes(width=width, height=height, wide=wide, tall=tall)
+    return ImageHashes(width=width, height=height, wide=wide, tall=tall, dct_low=dct_low)
 
 
 def open_image(data: bytes) -> Image.Image:

@@ -16,7 +16,9 @@ class NewImage:
     width: int
     height: int
     metadata: Metadata = field(default_factory=dict)
-    dhash_vertical: int | None = None  # None when only the dHash was given (hash-only batch)
+    # None when only the dHash was given (a hash-only batch)
+    dhash_vertical: int | None = None  # orientation variants of a stored image need it
+    dct_hash: int | None = None  # confirms dHash candidates
     sha256: str | None = None  # hex digest of the uploaded file's bytes
 
 
@@ -32,6 +34,7 @@ class ImageRecord:
     created_at: str
     metadata: Metadata
     dhash_vertical: int | None = None
+    dct_hash: int | None = None
     sha256: str | None = None
 
 
@@ -52,14 +55,14 @@ class Orientation(StrEnum):
 class Match:
     """A stored image whose dHash is within the asked distance of the query's.
 
-    `vertical_distance` is the distance between the vertical dHashes, the second signal that
-    confirms a match (None where either side has no vertical hash). `exact` says the uploaded
-    bytes are identical (same SHA-256).
+    `dct_distance` is the distance between the DCT hashes, the second signal that confirms a
+    match (None where either side has no DCT hash). `exact` says the uploaded bytes are identical
+    (same SHA-256).
     """
 
     record: ImageRecord
     distance: int
-    vertical_distance: int | None = None
+    dct_distance: int | None = None
     orientation: Orientation = Orientation.ORIGINAL
     exact: bool = False
 

@@ -1,17 +1,19 @@
-"""The eight flips and quarter turns of an image, applied to its two hashes. Pure functions.
+"""The eight flips and quarter turns of an image, applied to its hashes. Pure functions.
 
 A dHash compares each pixel of the 9x8 image with its left neighbour; the vertical dHash compares
 each pixel of the 8x9 image with the one above. Turning an image a quarter swaps the two, and a
-mirror image reverses the order of the comparisons, so every variant comes from the two tiny
-grey images already made for hashing (exactly), or from the two stored hashes alone (up to ties:
-where two neighbours are equal, the reversed comparison should read 0 but reads 1).
+mirror image reverses the order of the comparisons. A DCT coefficient changes sign under a mirror
+when its frequency is odd, and a quarter turn transposes the coefficients. So every variant comes
+from the tiny grey images and coefficients made for hashing (exactly), or from the stored hashes
+alone: exactly for the DCT hash, and for the dHashes up to ties (where two neighbours are equal,
+the reversed comparison should read 0 but reads 1).
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from app.hashing import ImageHashes, horizontal_bits, pack_bits, vertical_bits
+from app.hashing import ImageHashes, Signature, dct_bits, horizontal_bits, pack_bits, vertical_bits
 from app.models import Orientation
 
 
@@ -34,51 +36,57 @@ _UNDO: dict[Orientation, _Undo] = {
     Orientation.TRANSPOSE: _Undo(True, False, False),
     Orientation.TRANSVERSE: _Undo(True, True, True),
 }
+# Coefficients of odd frequency change sign when the image is mirrored along their axis.
+_ODD = np.arange(8) % 2 == 1
+_SIGN = np.where(_ODD, -1.0, 1.0)
 
 
-@dataclass(frozen=True, slots=True)
-class HashPair:
-    """A dHash and a vertical dHash (None where only the dHash is known)."""
-
-    dhash: int
-    vertical: int | None
-
-
-def variants_of_image(hashes: ImageHashes) -> dict[Orientation, HashPair]:
-    """The hashes of the image turned back from each orientation, from its tiny grey images."""
+def variants_of_image(hashes: ImageHashes) -> dict[Orientation, Signature]:
+    """The hashes of the image turned back from each orientation, ORIGINAL first."""
     result = {}
     for orientation, undo in _UNDO.items():
-        wide, tall = (hashes.tall.T, hashes.wide.T) if undo.transpose else (hashes.wide, hashes.tall)
+        wide, tall, dct = hashes.wide, hashes.tall, hashes.dct_low
+        if undo.transpose:
+            wide, tall, dct = tall.T, wide.T, dct.T
         if undo.flip_lr:
-            wide, tall = wide[:, ::-1], tall[:, ::-1]
+            wide, tall, dct = wide[:, ::-1], tall[:, ::-1], dct * _SIGN[np.newaxis, :]
         if undo.flip_ud:
-            wide, tall = wide[::-1, :], tall[::-1, :]
-        result[orientation] = HashPair(horizontal_bits(wide), vertical_bits(tall))
+            wide, tall, dct = wide[::-1, :], tall[::-1, :], dct * _SIGN[:, np.newaxis]
+        result[orientation] = Signature(horizontal_bits(wide), vertical_bits(tall), dct_bits(dct))
     return result
 
 
-def variants_of_hashes(dhash: int, vertical: int | None) -> dict[Orientation, HashPair]:
-    """The same variants computed from the two hashes alone (exact but for ties, see above).
+def variants_of_hashes(dhash: int, vertical: int | None, dct: int | None) -> dict[Orientation, Signature]:
+    """The same variants computed from the hashes alone, ORIGINAL first.
 
-    Without the vertical hash only the four variants that keep the axes can be made.
+    Without the vertical dHash only the four variants that keep the axes can be made.
     """
     result = {}
     for orientation, undo in _UNDO.items():
         if undo.transpose and vertical is None:
             continue
-        across, down = _unpack(dhash), None if vertical is None else _unpack(vertical)
+        across = _unpack(dhash)
+        down = None if vertical is None else _unpack(vertical)
+        signs = None if dct is None else _unpack(dct)
         if undo.transpose:
             across, down = down.T, across.T  # type: ignore[union-attr]
+            signs = None if signs is None else signs.T
         if undo.flip_lr:
             # mirrored, each left-right comparison reverses; up-down ones just move
             across = ~across[:, ::-1]
             down = None if down is None else down[:, ::-1]
+            signs = None if signs is None else signs ^ _ODD[np.newaxis, :]
         if undo.flip_ud:
             across = across[::-1, :]
             down = None if down is None else ~down[::-1, :]
-        result[orientation] = HashPair(pack_bits(across), None if down is None else pack_bits(down))
+            signs = None if signs is None else signs ^ _ODD[:, np.newaxis]
+        result[orientation] = Signature(pack_bits(across), _pack_or_none(down), _pack_or_none(signs))
     return result
 
 
 def _unpack(value: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(value.to_bytes(8, "big"), dtype=np.uint8)).reshape(8, 8).astype(bool)
+
+
+def _pack_or_none(bits: np.ndarray | None) -> int | None:
+    return None if bits is None else pack_bits(bits)

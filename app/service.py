@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from app.errors import DuplicateImage, ImageNotFound
-from app.hashing import ImageHashes, hamming, hash_image_bytes
+from app.hashing import ImageHashes, Signature, hamming, hash_image_bytes
 from app.index import HammingIndex
 from app.models import ImageRecord, Match, Metadata, NewImage, Orientation, Page
-from app.orientation import HashPair, variants_of_hashes, variants_of_image
+from app.orientation import variants_of_hashes, variants_of_image
 from app.store import ImageStore
 from app.validation import check_image_id, new_image_id
 
@@ -38,7 +38,7 @@ class Upload:
 class Query:
     """What a search looks for: the query's hashes per orientation, and its bytes' SHA-256."""
 
-    variants: dict[Orientation, HashPair]
+    variants: dict[Orientation, Signature]
     sha256: str | None
 
 
@@ -150,19 +150,22 @@ class DoppelService:
         upload = self.hash_upload(data)
         return upload, self.find(query_of_upload(upload), options)
 
-    def search_hash(self, dhash: int, vertical: int | None, *, options: SearchOptions) -> list[Match]:
-        """The same search for hashes computed elsewhere (the vertical one is optional)."""
-        return self.find(Query(variants_of_hashes(dhash, vertical), sha256=None), options)
+    def search_hash(self, signature: Signature, *, options: SearchOptions) -> list[Match]:
+        """The same search for hashes computed elsewhere (only the dHash is required)."""
+        variants = variants_of_hashes(signature.dhash, signature.vertical, signature.dct)
+        return self.find(Query(variants, sha256=None), options)
 
     def duplicates_of(self, image_id: str, *, options: SearchOptions) -> tuple[ImageRecord, list[Match]]:
         """A stored image and the other stored images that match it."""
         record = self.get(image_id)
-        query = Query(variants_of_hashes(record.dhash, record.dhash_vertical), sha256=record.sha256)
+        query = Query(
+            variants_of_hashes(record.dhash, record.dhash_vertical, record.dct_hash), sha256=record.sha256
+        )
         return record, self.find(query, options, exclude_key=record.key)
 
     def find(self, query: Query, options: SearchOptions, *, exclude_key: int | None = None) -> list[Match]:
         """Stored images within `max_distance` of the query's dHash (of any of its variants when
-        asked), confirmed by the vertical dHash when asked; nearest first, ties by id."""
+        asked), confirmed by the DCT hash when asked; nearest first, ties by id."""
         max_distance = self.max_distance if options.max_distance is None else options.max_distance
         variants = query.variants if options.all_orientations else {ORIGINAL: query.variants[ORIGINAL]}
         best: dict[int, tuple[int, Orientation]] = {}
@@ -179,7 +182,7 @@ class DoppelService:
     def _resolve(
         self,
         query: Query,
-        variants: dict[Orientation, HashPair],
+        variants: dict[Orientation, Signature],
         best: dict[int, tuple[int, Orientation]],
         options: SearchOptions,
     ) -> list[Match]:
@@ -202,7 +205,7 @@ class DoppelService:
                 record = records.get(key)  # None: deleted since the index was searched
                 if record is None:
                     continue
-                match = _match(record, distance, variants[orientation].vertical, orientation, query.sha256)
+                match = _match(record, distance, variants[orientation].dct, orientation, query.sha256)
                 if not options.confirm or _confirmed(match, self.confirm_distance):
                     matches.append(match)
         matches.sort(key=_match_order)
@@ -217,6 +220,7 @@ class DoppelService:
             height=upload.hashes.height,
             metadata=metadata,
             dhash_vertical=upload.hashes.dhash_vertical,
+            dct_hash=upload.hashes.dct_hash,
             sha256=upload.sha256,
         )
 
@@ -226,18 +230,16 @@ def query_of_upload(upload: Upload) -> Query:
 
 
 def _match(
-    record: ImageRecord, distance: int, vertical: int | None, orientation: Orientation, sha256: str | None
+    record: ImageRecord, distance: int, dct: int | None, orientation: Orientation, sha256: str | None
 ) -> Match:
-    vertical_distance = (
-        None if vertical is None or record.dhash_vertical is None else hamming(vertical, record.dhash_vertical)
-    )
+    dct_distance = None if dct is None or record.dct_hash is None else hamming(dct, record.dct_hash)
     exact = sha256 is not None and sha256 == record.sha256
-    return Match(record, distance, vertical_distance, orientation, exact)
+    return Match(record, distance, dct_distance, orientation, exact)
 
 
 def _confirmed(match: Match, confirm_distance: int) -> bool:
-    # Without a vertical hash on both sides there is nothing to confirm with: the dHash decides.
-    return match.exact or match.vertical_distance is None or match.vertical_distance <= confirm_distance
+    # Without a DCT hash on both sides there is nothing to confirm with: the dHash decides.
+    return match.exact or match.dct_distance is None or match.dct_distance <= confirm_distance
 
 
 def _match_order(match: Match) -> tuple[int, str]:

@@ -48,6 +48,10 @@ def check_metadata(value: Metadata) -> Metadata:
     return value
 
 
+def parse_optional_hash(text: str | None) -> int | None:
+    return None if text is None else parse_hash(text)
+
+
 def parse_hash(text: str) -> int:
     """A dHash written as 16 hex digits, as imagehash prints it."""
     try:

@@ -18,7 +18,7 @@ MaxDistance = Annotated[
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many matches.")]
 Confirm = Annotated[
     bool,
-    Query(description="Keep only candidates whose vertical dHash confirms the match; false returns every dHash candidate."),
+    Query(description="Keep only candidates whose DCT hash confirms the match; false returns every dHash candidate."),
 ]
 AllOrientations = Annotated[
     bool, Query(description="Also find copies that were mirrored or turned by 90, 180 or 270 degrees.")

@@ -4,13 +4,20 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.hashing import hash_hex
+from app.hashing import Signature, hash_hex
 from app.models import ImageRecord, Match, Orientation, Page
 
 
 class ImageOut(BaseModel):
     id: str = Field(description="The client's id for the image.")
     hash: str = Field(description="dHash as 16 hex digits, as `str(imagehash.dhash(img))`.")
+    vertical_hash: str | None = Field(
+        description="Vertical dHash, `str(imagehash.dhash_vertical(img))`; null for hash-only records."
+    )
+    dct_hash: str | None = Field(
+        description="DCT hash: signs of the 8x8 lowest DCT frequencies of the 32x32 grey image; "
+        "null for hash-only records."
+    )
     width: int
     height: int
     created_at: str = Field(description="When the record was committed, ISO 8601 UTC.")
@@ -21,6 +28,8 @@ class ImageOut(BaseModel):
         return cls(
             id=record.id,
             hash=hash_hex(record.dhash),
+            vertical_hash=_hex_or_none(record.dhash_vertical),
+            dct_hash=_hex_or_none(record.dct_hash),
             width=record.width,
             height=record.height,
             created_at=record.created_at,
@@ -32,8 +41,8 @@ class MatchOut(BaseModel):
     id: str
     distance: int = Field(description="Hamming distance between the dHashes, 0-64 bits.")
     similarity: float = Field(description="1 - distance / 64.")
-    vertical_distance: int | None = Field(
-        description="Hamming distance between the vertical dHashes, the confirming signal; "
+    dct_distance: int | None = Field(
+        description="Hamming distance between the DCT hashes, the signal that confirms a match; "
         "null when either side has none (e.g. a search by dHash alone)."
     )
     orientation: Orientation = Field(
@@ -49,7 +58,7 @@ class MatchOut(BaseModel):
             id=match.record.id,
             distance=match.distance,
             similarity=match.similarity,
-            vertical_distance=match.vertical_distance,
+            dct_distance=match.dct_distance,
             orientation=match.orientation,
             exact=match.exact,
             metadata=match.record.metadata,
@@ -58,6 +67,10 @@ class MatchOut(BaseModel):
 
 def matches_out(matches: list[Match]) -> list[MatchOut]:
     return [MatchOut.of(m) for m in matches]
+
+
+def _hex_or_none(value: int | None) -> str | None:
+    return None if value is None else hash_hex(value)
 
 
 class ImageCreated(ImageOut):
@@ -75,7 +88,18 @@ class PageOut(BaseModel):
 
 class SearchOut(BaseModel):
     hash: str = Field(description="The query's dHash, 16 hex digits.")
+    vertical_hash: str | None = Field(description="The query's vertical dHash, when known.")
+    dct_hash: str | None = Field(description="The query's DCT hash, when known.")
     matches: list[MatchOut]
+
+    @classmethod
+    def of(cls, signature: Signature, matches: list[Match]) -> "SearchOut":
+        return cls(
+            hash=hash_hex(signature.dhash),
+            vertical_hash=_hex_or_none(signature.vertical),
+            dct_hash=_hex_or_none(signature.dct),
+            matches=matches_out(matches),
+        )
 
 
 class DuplicatesOut(BaseModel):

@@ -76,6 +76,7 @@ class MemoryImageStore:
             created_at=format_time(datetime.now(UTC)),
             metadata=dict(image.metadata),
             dhash_vertical=image.dhash_vertical,
+            dct_hash=image.dct_hash,
             sha256=image.sha256,
         )
         self._by_id[image.id] = record

@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS images (
     id TEXT NOT NULL UNIQUE,
     dhash INTEGER NOT NULL,                 -- 64-bit hashes stored as signed integers
     dhash_vertical INTEGER,
+    dct_hash INTEGER,
     sha256 BLOB,
     width INTEGER,
     height INTEGER,
@@ -26,10 +27,10 @@ CREATE TABLE IF NOT EXISTS images (
     metadata TEXT                           -- JSON object, NULL when empty
 )
 """
-_COLUMNS = "key, id, dhash, dhash_vertical, sha256, width, height, created_at, metadata"
+_COLUMNS = "key, id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata"
 _INSERT = (
-    "INSERT INTO images (id, dhash, dhash_vertical, sha256, width, height, created_at, metadata) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING key"
+    "INSERT INTO images (id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING key"
 )
 _I64 = 1 << 63
 _U64 = 1 << 64
@@ -138,7 +139,8 @@ class SQLiteImageStore:
                 (
                     image.id,
                     _to_signed(image.dhash),
-                    None if image.dhash_vertical is None else _to_signed(image.dhash_vertical),
+                    _to_signed_or_none(image.dhash_vertical),
+                    _to_signed_or_none(image.dct_hash),
                     sha256,
                     image.width,
                     image.height,
@@ -156,6 +158,7 @@ class SQLiteImageStore:
                     created_at=_format_micros(created_at),
                     metadata=dict(image.metadata),
                     dhash_vertical=image.dhash_vertical,
+                    dct_hash=image.dct_hash,
                     sha256=image.sha256,
                 )
             )
@@ -176,7 +179,7 @@ class _Transaction:
 
 
 def _record(row: tuple) -> ImageRecord:
-    key, image_id, dhash, dhash_vertical, sha256, width, height, created_at, metadata = row
+    key, image_id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata = row
     return ImageRecord(
         key=key,
         id=image_id,
@@ -186,12 +189,17 @@ def _record(row: tuple) -> ImageRecord:
         created_at=_format_micros(created_at),
         metadata=json.loads(metadata) if metadata else {},
         dhash_vertical=None if dhash_vertical is None else dhash_vertical % _U64,
+        dct_hash=None if dct_hash is None else dct_hash % _U64,
         sha256=sha256.hex() if sha256 else None,
     )
 
 
 def _to_signed(value: int) -> int:
     return value - _U64 if value >= _I64 else value
+
+
+def _to_signed_or_none(value: int | None) -> int | None:
+    return None if value is None else _to_signed(value)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import ServiceDep, SettingsDep
 from app.api.params import FileField, SearchOptionsDep
-from app.api.schemas import SearchOut, matches_out
+from app.api.schemas import SearchOut
 from app.api.uploads import read_upload
-from app.hashing import hash_hex
-from app.validation import parse_hash
+from app.hashing import Signature
+from app.validation import parse_hash, parse_optional_hash
 
 router = APIRouter(prefix="/search", tags=["search"])
 
@@ -19,7 +19,7 @@ def search_by_image(service: ServiceDep, settings: SettingsDep, file: FileField,
     """Stored images within `max_distance` of the uploaded image's dHash, nearest first. Nothing is stored."""
     data = read_upload(file, max_bytes=settings.max_upload_bytes)
     upload, matches = service.search(data, options=options)
-    return SearchOut(hash=hash_hex(upload.hashes.dhash), matches=matches_out(matches))
+    return SearchOut.of(upload.hashes.signature, matches)
 
 
 @router.get("", response_model=SearchOut)
@@ -31,10 +31,13 @@ def search_by_hash(
     ],
     vertical_hash: Annotated[
         str | None,
-        Query(description="Its vertical dHash, str(imagehash.dhash_vertical(img)); without it nothing is confirmed."),
+        Query(description="Its vertical dHash, str(imagehash.dhash_vertical(img)); needed for quarter turns."),
+    ] = None,
+    dct_hash: Annotated[
+        str | None, Query(description="Its DCT hash (as Doppel returns it); without it nothing is confirmed.")
     ] = None,
 ) -> SearchOut:
     """The same search for hashes computed elsewhere."""
-    dhash = parse_hash(query_hash)
-    vertical = None if vertical_hash is None else parse_hash(vertical_hash)
-    return SearchOut(hash=hash_hex(dhash), matches=matches_out(service.search_hash(dhash, vertical, options=options)))
+    signature = Signature(parse_hash(query_hash), parse_optional_hash(vertical_hash), parse_optional_hash(dct_hash))
+    matches = service.search_hash(signature, options=options)
+    return SearchOut.of(signature, matches)
