@@ -121,6 +121,7 @@ class Report:
     total: Counter[str] = field(default_factory=Counter)  # edit -> queries
     kinds: dict[str, str] = field(default_factory=dict)  # edit -> kind
     wrong: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # mode -> source -> count
+    wrong_pairs: dict[str, set[frozenset[str]]] = field(default_factory=lambda: defaultdict(set))  # mode -> pairs
     # (distance, DCT distance, correct) of every unconfirmed candidate, to sweep the threshold
     candidates: list[tuple[int, int | None, bool]] = field(default_factory=list)
     originals: int = 0
@@ -199,6 +200,7 @@ def evaluate(
         for label, options in MODES.items():
             _, matches = service.duplicates_of(path.name, options=options)
             report.wrong[label]["originals (pairs)"] += len(matches) / 2  # type: ignore[assignment]
+            report.wrong_pairs[label].update(frozenset((path.name, m.record.id)) for m in matches)
     for query in all_queries:
         _search(service, query, report)
     return report
@@ -220,7 +222,9 @@ def _search(service: DoppelService, query: Query, report: Report) -> None:
         if query.expected is not None and any(m.record.id == query.expected for m in matches):
             report.found[label][query.edit] += 1
         source = "held-out distinct images" if query.kind == "distinct" else "edited copies"
-        report.wrong[label][source] += sum(m.record.id != query.expected for m in matches)
+        wrong = [m.record.id for m in matches if m.record.id != query.expected]
+        report.wrong[label][source] += len(wrong)
+        report.wrong_pairs[label].update(frozenset((query.expected or query.name, w)) for w in wrong)
         if label == "plain dHash":
             report.candidates += [_candidate(m, query.expected) for m in matches]
 
@@ -260,6 +264,7 @@ def format_report(report: Report, *, confirm_distance: int) -> str:
     for source in sources:
         lines.append(f"| {source} | " + " | ".join(f"{report.wrong[m][source]:g}" for m in modes) + " |")
     lines.append("| **total** | " + " | ".join(f"**{sum(report.wrong[m].values()):g}**" for m in modes) + " |")
+    lines.append("| distinct image pairs among them | " + " | ".join(f"{len(report.wrong_pairs[m])}" for m in modes) + " |")
     lines += ["", "Confirm-distance sweep over the plain dHash candidates (right kept / wrong kept):", ""]
     right = [c for c in report.candidates if c[2]]
     wrong = [c for c in report.candidates if not c[2]]

@@ -4,7 +4,7 @@ import io
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import encode, needs_shared, search, shared_files, upload
+from helpers import SHARED_IMAGES, encode, needs_shared, search, shared_files, upload
 from PIL import Image, ImageEnhance, ImageOps
 
 pytestmark = needs_shared
@@ -59,3 +59,26 @@ def test_natural_duplicates_group(client: TestClient) -> None:
             continue  # the flipped and rotated copies need all_orientations
         ids = [m["id"] for m in search(client, path.read_bytes()).json()["matches"]]
         assert ids == [path.stem.split("_")[0]], path.name
+
+
+def test_flipped_and_turned_real_photos_are_found_with_all_orientations(
+    client: TestClient, indexed: list[tuple[str, Image.Image]]
+) -> None:
+    turns = [Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180]
+    missed = []
+    for image_id, image in indexed:
+        for turn in turns:
+            data = encode(ImageOps.exif_transpose(image).convert("RGB").transpose(turn), "JPEG", quality=85)
+            ids = [m["id"] for m in search(client, data, all_orientations="true").json()["matches"]]
+            if image_id not in ids:
+                missed.append((image_id, turn.name))
+    assert len(missed) <= len(indexed) * len(turns) // 20, missed  # at least 95% found
+
+
+def test_textures_that_fool_the_dhash_are_not_confirmed(client: TestClient) -> None:
+    canvas, watercolour = SHARED_IMAGES / "dev" / "0258.png", SHARED_IMAGES / "dev" / "0259.png"
+    upload(client, canvas.read_bytes(), "canvas")
+    unconfirmed = search(client, watercolour.read_bytes(), confirm="false").json()["matches"]
+    assert [m["id"] for m in unconfirmed] == ["canvas"]  # within 10 bits of dHash
+    assert unconfirmed[0]["dct_distance"] > 16
+    assert search(client, watercolour.read_bytes()).json()["matches"] == []
