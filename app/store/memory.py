@@ -16,6 +16,7 @@ class MemoryImageStore:
 
     def __init__(self) -> None:
         self._by_id: dict[str, ImageRecord] = {}
+        self._key_to_id: dict[int, str] = {}
         self._last_key = 0
         self._lock = threading.Lock()
 
@@ -29,20 +30,19 @@ class MemoryImageStore:
 
     def replace(self, image: NewImage) -> tuple[ImageRecord, ImageRecord | None]:
         with self._lock:
-            old = self._by_id.pop(image.id, None)
+            old = self._pop(image.id)
             return self._insert(image), old
 
     def get(self, image_id: str) -> ImageRecord | None:
         return self._by_id.get(image_id)
 
     def get_by_keys(self, keys: list[int]) -> dict[int, ImageRecord]:
-        wanted = set(keys)
         with self._lock:
-            return {r.key: r for r in self._by_id.values() if r.key in wanted}
+            return {key: self._by_id[self._key_to_id[key]] for key in keys if key in self._key_to_id}
 
     def delete(self, image_id: str) -> ImageRecord | None:
         with self._lock:
-            return self._by_id.pop(image_id, None)
+            return self._pop(image_id)
 
     def page(self, *, limit: int, after: str | None) -> list[ImageRecord]:
         with self._lock:
@@ -64,6 +64,13 @@ class MemoryImageStore:
 
     def close(self) -> None:
         self._by_id.clear()
+        self._key_to_id.clear()
+
+    def _pop(self, image_id: str) -> ImageRecord | None:
+        record = self._by_id.pop(image_id, None)
+        if record is not None:
+            del self._key_to_id[record.key]
+        return record
 
     def _insert(self, image: NewImage) -> ImageRecord:
         self._last_key += 1
@@ -80,4 +87,5 @@ class MemoryImageStore:
             sha256=image.sha256,
         )
         self._by_id[image.id] = record
+        self._key_to_id[record.key] = image.id
         return record
