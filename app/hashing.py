@@ -28,6 +28,11 @@ JPEG_DRAFT_SIDE = 128
 _WHITE = (255, 255, 255, 255)
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
+# The Pillow plugins Doppel lets open an upload. Pillow would otherwise try all ~45 of its readers,
+# among them EPS (which runs Ghostscript on the upload) and lenient ones (TGA, SPIDER) that take
+# random bytes for an image. JPEG covers MPO, the multi-picture JPEG of many cameras.
+READ_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
+
 # Leading bytes of the image formats Doppel reads: bytes that start like one of these but do not
 # decode are a damaged image (422), anything else is not an image we read (415).
 _SIGNATURES: tuple[tuple[int, bytes], ...] = (
@@ -128,7 +133,7 @@ def open_image(data: bytes) -> Image.Image:
     if not data:
         raise UnsupportedImage("the file is empty")
     try:
-        image = Image.open(BytesIO(data))
+        image = Image.open(BytesIO(data), formats=READ_FORMATS)
     except UnidentifiedImageError as exc:
         if sniff_known_format(data):
             raise CorruptImage("the file looks like an image but its header is damaged") from exc

@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import ServiceDep, SettingsDep
-from app.api.params import FileField, IdField, Limit, MaxDistance, MetadataField
+from app.api.errors import UPLOAD_ERRORS, error_responses
+from app.api.params import FileField, IdField, Limit, MaxDistance, MetadataField, NewIdPath
 from app.api.schemas import DuplicatesOut, ImageCreated, ImageOut, PageOut, matches_out
 from app.api.uploads import read_upload
 from app.hashing import hash_hex
@@ -14,7 +15,12 @@ from app.validation import parse_metadata
 router = APIRouter(prefix="/images", tags=["images"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ImageCreated)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImageCreated,
+    responses=error_responses(409, *UPLOAD_ERRORS),
+)
 def add_image(
     service: ServiceDep, settings: SettingsDep, file: FileField, image_id: IdField = None, metadata: MetadataField = None
 ) -> ImageCreated:
@@ -24,9 +30,20 @@ def add_image(
     return ImageCreated(**ImageOut.of(record).model_dump(), duplicates=matches_out(duplicates))
 
 
-@router.put("/{image_id}", response_model=ImageCreated, status_code=status.HTTP_201_CREATED)
+@router.put(
+    "/{image_id}",
+    response_model=ImageCreated,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": ImageCreated, "description": "Replaced the image under this id."}}
+    | error_responses(*UPLOAD_ERRORS),
+)
 def put_image(
-    image_id: str, service: ServiceDep, settings: SettingsDep, response: Response, file: FileField, metadata: MetadataField = None
+    image_id: NewIdPath,
+    service: ServiceDep,
+    settings: SettingsDep,
+    response: Response,
+    file: FileField,
+    metadata: MetadataField = None,
 ) -> ImageCreated:
     """Create (201) or replace (200) the image under this id."""
     data = read_upload(file, max_bytes=settings.max_upload_bytes)
@@ -36,7 +53,7 @@ def put_image(
     return ImageCreated(**ImageOut.of(record).model_dump(), duplicates=matches_out(duplicates))
 
 
-@router.get("", response_model=PageOut)
+@router.get("", response_model=PageOut, responses=error_responses(422))
 def list_images(
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
@@ -46,20 +63,20 @@ def list_images(
     return PageOut.of(service.page(limit=limit, after=after))
 
 
-@router.get("/{image_id}", response_model=ImageOut)
+@router.get("/{image_id}", response_model=ImageOut, responses=error_responses(404))
 def get_image(image_id: str, service: ServiceDep) -> ImageOut:
     """One stored image."""
     return ImageOut.of(service.get(image_id))
 
 
-@router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
 def delete_image(image_id: str, service: ServiceDep) -> Response:
     """Delete an image; it never appears in results again."""
     service.delete(image_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{image_id}/duplicates", response_model=DuplicatesOut)
+@router.get("/{image_id}/duplicates", response_model=DuplicatesOut, responses=error_responses(404, 422))
 def image_duplicates(image_id: str, service: ServiceDep, max_distance: MaxDistance = None, limit: Limit = 100) -> DuplicatesOut:
     """The stored images that match a stored one, itself left out."""
     record = service.get(image_id)

@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import ServiceDep, SettingsDep
-from app.api.params import FileField, Limit, MaxDistance
+from app.api.errors import UPLOAD_ERRORS, error_responses
+from app.api.params import HASH_SCHEMA, FileField, Limit, MaxDistance
 from app.api.schemas import SearchOut, matches_out
 from app.api.uploads import read_upload
 from app.hashing import hash_hex
@@ -14,7 +15,7 @@ from app.validation import parse_hash
 router = APIRouter(prefix="/search", tags=["search"])
 
 
-@router.post("", response_model=SearchOut)
+@router.post("", response_model=SearchOut, responses=error_responses(*UPLOAD_ERRORS))
 def search_by_image(
     service: ServiceDep, settings: SettingsDep, file: FileField, max_distance: MaxDistance = None, limit: Limit = 100
 ) -> SearchOut:
@@ -24,11 +25,16 @@ def search_by_image(
     return SearchOut(hash=hash_hex(dhash), matches=matches_out(matches))
 
 
-@router.get("", response_model=SearchOut)
+@router.get("", response_model=SearchOut, responses=error_responses(422))
 def search_by_hash(
     service: ServiceDep,
     query_hash: Annotated[
-        str, Query(alias="hash", description="A dHash as 16 hex digits, e.g. str(imagehash.dhash(img)).")
+        str,
+        Query(
+            alias="hash",
+            description="A dHash as 16 hex digits, e.g. str(imagehash.dhash(img)).",
+            json_schema_extra=HASH_SCHEMA,
+        ),
     ],
     max_distance: MaxDistance = None,
     limit: Limit = 100,
