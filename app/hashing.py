@@ -114,11 +114,13 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
     decode) or ImageTooLarge (more than `max_pixels`, refused before the pixels are decoded).
     """
     image = open_image(data)
-    width, height = oriented_size(image)
-    if width * height > max_pixels:
+    # Checked on the header's size before the orientation: reading a PNG's EXIF loads its pixels.
+    if image.width * image.height > max_pixels:
         raise ImageTooLarge(
-            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
+            f"image is {image.width}x{image.height} = {image.width * image.height} pixels, "
+            f"over the limit of {max_pixels}"
         )
+    width, height = oriented_size(image)
     try:
         grey = grey_for_hashing(image)
         wide = np.asarray(grey.resize((9, 8), Image.Resampling.LANCZOS))
