@@ -56,6 +56,10 @@ class LiveServer:
     def signal(self, signum: signal.Signals) -> int:
         """Send `signum`, wait for the process to end and for its output to close; its return code."""
         self.process.send_signal(signum)
+        return self.wait()
+
+    def wait(self) -> int:
+        """Wait for the process to end and for its output to close; its return code."""
         returncode = self.process.wait(STOP_TIMEOUT_S)
         self._reader.join(STOP_TIMEOUT_S)
         return returncode
@@ -63,7 +67,8 @@ class LiveServer:
     def stop(self) -> None:
         """End the process if it still runs (SIGKILL: tests that stop it cleanly use `signal`)."""
         if self.process.poll() is None:
-            self.signal(signal.SIGKILL)
+            self.process.kill()
+        self.wait()
         assert self.process.stdout is not None
         self.process.stdout.close()
 
