@@ -68,7 +68,8 @@ def _check_json_values(value: object) -> None:
         if isinstance(item, dict | list):
             if depth > MAX_METADATA_DEPTH:
                 raise InvalidInput(f"metadata must nest at most {MAX_METADATA_DEPTH} levels deep")
-            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
         elif isinstance(item, float) and not math.isfinite(item):
             raise InvalidInput("metadata numbers must be finite (not NaN, Infinity or beyond 1.8e308)")
 

@@ -40,19 +40,33 @@ def refused() -> list[Refused]:
     cases = [
         Refused("empty", b"", 415, "empty"),
         Refused("text", b"just some words, no pixels\n" * 10, 415, not_an_image),
-        Refused("html", b"<!doctype html><html><body><img src=x onerror=alert(1)></body></html>", 415, not_an_image),
+        Refused(
+            "html",
+            b"<!doctype html><html><body><img src=x onerror=alert(1)></body></html>",
+            415,
+            not_an_image,
+        ),
         Refused("svg", _svg(), 415, not_an_image),
         Refused("pdf", _pdf(), 415, not_an_image),
         Refused("zip", _zip(), 415, not_an_image),
         # Pillow would hand this to Ghostscript if EPS were among the formats it may open.
         Refused("eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nshowpage\n", 415, not_an_image),
         Refused("tga-like zeros", bytes(4096), 415, not_an_image),
-        *[Refused(f"random {n}", _random_bytes(seed=n, size=200 + 5000 * n), 415, not_an_image) for n in range(3)],
+        *[
+            Refused(f"random {n}", _random_bytes(seed=n, size=200 + 5000 * n), 415, not_an_image)
+            for n in range(3)
+        ],
         # cut short: in the header, then in the pixel data
         *[Refused(f"jpeg cut at {cut}", jpeg[:cut], 422, "") for cut in (3, 20, 200)],
-        *[Refused(f"jpeg cut at {pct}%", jpeg[: len(jpeg) * pct // 100], 422, "could not be decoded") for pct in (50, 90)],
+        *[
+            Refused(f"jpeg cut at {pct}%", jpeg[: len(jpeg) * pct // 100], 422, "could not be decoded")
+            for pct in (50, 90)
+        ],
         *[Refused(f"png cut at {cut}", png[:cut], 422, "") for cut in (8, 20, 40)],
-        *[Refused(f"png cut at {pct}%", png[: len(png) * pct // 100], 422, "could not be decoded") for pct in (50, 90)],
+        *[
+            Refused(f"png cut at {pct}%", png[: len(png) * pct // 100], 422, "could not be decoded")
+            for pct in (50, 90)
+        ],
         *[Refused(f"webp cut at {cut}", webp[:cut], 422, "") for cut in (12, 20, 30)],
         *[Refused(f"webp cut at {pct}%", webp[: len(webp) * pct // 100], 422, "") for pct in (50, 90)],
         Refused("jpeg with flipped header bytes", _flip_jpeg_tables(jpeg), 422, ""),
@@ -88,10 +102,7 @@ def accepted() -> list[Accepted]:
         Accepted("lossless webp", encode(photo, "WEBP", lossless=True), (320, 240)),
         # a polyglot: the image is what a viewer shows; the ZIP after it is never read
         Accepted("jpeg with a zip appended", jpeg + _zip(), (320, 240)),
-        *[
-            Accepted(f"exif orientation {o}", _with_orientation(photo, o), (320, 240))
-            for o in range(1, 9)
-        ],
+        *[Accepted(f"exif orientation {o}", _with_orientation(photo, o), (320, 240)) for o in range(1, 9)],
     ]
     return cases
 
@@ -108,7 +119,10 @@ def _svg() -> bytes:
 
 
 def _pdf() -> bytes:
-    return b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n%%EOF\n"
+    return (
+        b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+        b"2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n%%EOF\n"
+    )
 
 
 def _zip() -> bytes:
@@ -142,7 +156,12 @@ def _png_bomb() -> bytes:
     """A complete, valid 60000x60000 grey PNG of 3.5 MB: decoding it would take 3.6 GB."""
     header = struct.pack(">IIBBBBB", BOMB_SIDE, BOMB_SIDE, 8, 0, 0, 0, 0)  # 8-bit grey
     pixels = _zlib_zeros(block=(BOMB_SIDE + 1) * 10, repeats=BOMB_SIDE // 10)  # rows: filter byte + pixels
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", pixels) + _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", pixels)
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _zlib_zeros(*, block: int, repeats: int) -> bytes:
@@ -168,8 +187,18 @@ def _gif_bomb() -> bytes:
 
 
 def _tiff_bomb() -> bytes:
-    tags = [(256, 4, BOMB_SIDE), (257, 4, BOMB_SIDE), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8), (279, 4, 1)]
-    ifd = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", tag, kind, 1, value) for tag, kind, value in tags)
+    tags = [
+        (256, 4, BOMB_SIDE),
+        (257, 4, BOMB_SIDE),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, 8),
+        (279, 4, 1),
+    ]
+    ifd = struct.pack("<H", len(tags)) + b"".join(
+        struct.pack("<HHII", tag, kind, 1, value) for tag, kind, value in tags
+    )
     return b"II*\x00" + struct.pack("<I", 8 + 1) + b"\0" + ifd + struct.pack("<I", 0)
 
 

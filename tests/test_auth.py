@@ -1,6 +1,7 @@
 """DOPPEL_API_KEY: every endpoint but /health (and the API's description) needs the key."""
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from fastapi.testclient import TestClient
 from helpers import encode, make_photo
 from pydantic import ValidationError
 
+from app import cli
 from app.config import Settings
 from app.factory import create_app
 
@@ -25,7 +27,9 @@ def keyed(tmp_path: Path) -> Iterator[TestClient]:
 def operations(client: TestClient) -> list[tuple[str, str]]:
     """Every (method, path) of the schema, with `x` for the path's id."""
     paths = client.get("/openapi.json").json()["paths"]
-    return [(method.upper(), path.replace("{image_id}", "x")) for path, ops in paths.items() for method in ops]
+    return [
+        (method.upper(), path.replace("{image_id}", "x")) for path, ops in paths.items() for method in ops
+    ]
 
 
 def test_every_operation_but_health_needs_the_key(keyed: TestClient) -> None:
@@ -36,7 +40,9 @@ def test_every_operation_but_health_needs_the_key(keyed: TestClient) -> None:
             assert response.status_code == 200
             continue
         assert response.status_code == 401, (method, path)
-        assert response.json() == {"detail": "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY"}
+        assert response.json() == {
+            "detail": "an API key is required: send Authorization: Bearer KEY or X-API-Key: KEY"
+        }
         assert response.headers["www-authenticate"] == "Bearer"
         refused.append(path)
     assert len(refused) == 8
@@ -58,7 +64,9 @@ def test_the_key_opens_every_operation(keyed: TestClient, headers: dict[str, str
     assert created.status_code == 201
     assert keyed.get("/images/a", headers=headers).status_code == 200
     assert keyed.get("/images", headers=headers).json()["items"][0]["id"] == "a"
-    assert keyed.post("/search", files={"file": ("f", PHOTO)}, headers=headers).json()["matches"][0]["id"] == "a"
+    assert (
+        keyed.post("/search", files={"file": ("f", PHOTO)}, headers=headers).json()["matches"][0]["id"] == "a"
+    )
     assert keyed.delete("/images/a", headers=headers).status_code == 204
 
 
@@ -141,7 +149,9 @@ def test_an_empty_key_in_the_environment_means_no_key(monkeypatch: pytest.Monkey
     assert Settings().api_key is None
 
 
-@pytest.mark.parametrize("bad", ["short-key", "a key with spaces in it", "ключ-ключ-ключ-ключ", "tab\tinside-0123456789"])
+@pytest.mark.parametrize(
+    "bad", ["short-key", "a key with spaces in it", "ключ-ключ-ключ-ключ", "tab\tinside-0123456789"]
+)
 def test_a_bad_key_is_refused_at_start_without_being_echoed(bad: str) -> None:
     with pytest.raises(ValidationError) as error:
         Settings(api_key=bad)
@@ -152,3 +162,27 @@ def test_the_key_is_masked_when_settings_are_printed() -> None:
     settings = Settings(api_key=KEY)
     assert KEY not in repr(settings) and KEY not in str(settings.model_dump())
     assert settings.api_key is not None and settings.api_key.get_secret_value() == KEY
+
+
+@pytest.mark.parametrize(
+    ("host", "api_key", "warned"),
+    [
+        ("0.0.0.0", None, True),
+        ("doppel.example", None, True),
+        ("0.0.0.0", KEY, False),
+        ("127.0.0.1", None, False),
+        ("::1", None, False),
+        ("localhost", None, False),
+    ],
+)
+def test_serving_beyond_this_machine_without_a_key_warns(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    host: str,
+    api_key: str | None,
+    warned: bool,
+) -> None:
+    monkeypatch.setattr(cli.uvicorn, "run", lambda *args, **kwargs: None)
+    with caplog.at_level(logging.WARNING, logger="doppel"):
+        assert cli.serve(Settings(host=host, api_key=api_key)) == 0
+    assert ("DOPPEL_API_KEY is not set" in caplog.text) == warned

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from PIL import ImageFile, TiffImagePlugin
 from helpers import encode, make_photo, upload
 from hostile_corpus import Accepted, Refused, accepted, bombs, refused
 from live_server import LiveServer, has_proc, peak_rss_bytes
+from PIL import ImageFile, TiffImagePlugin
 
 from app.config import Settings
 from app.errors import ImageTooLarge
@@ -77,7 +77,9 @@ def test_unusual_valid_image_is_accepted(client: TestClient, case: Accepted) -> 
 def test_every_exif_orientation_hashes_as_displayed(client: TestClient) -> None:
     """The corpus stores each orientation's pixels turned so that every one displays the same photo."""
     hashes = [
-        int(upload(client, case.data).json()["hash"], 16) for case in ACCEPTED if case.name.startswith("exif orientation")
+        int(upload(client, case.data).json()["hash"], 16)
+        for case in ACCEPTED
+        if case.name.startswith("exif orientation")
     ]
     assert len(hashes) == 8
     assert max(hamming(hashes[0], other) for other in hashes) <= 4
@@ -94,8 +96,14 @@ def test_the_whole_corpus_on_one_service(settings: Settings) -> None:
             assert response.status_code == (201 if isinstance(case, Accepted) else case.status), case.name
         assert client.get("/health").json()["images"] == len(ACCEPTED)
         assert upload(client, PHOTO, "after").status_code == 201
-        assert [m["id"] for m in client.post("/search", files={"file": ("f", PHOTO)}).json()["matches"]] == ["after"]
-    assert {p.name for p in settings.data_dir.iterdir()} <= {"doppel.sqlite3", "doppel.sqlite3-wal", "doppel.sqlite3-shm"}
+        assert [m["id"] for m in client.post("/search", files={"file": ("f", PHOTO)}).json()["matches"]] == [
+            "after"
+        ]
+    assert {p.name for p in settings.data_dir.iterdir()} <= {
+        "doppel.sqlite3",
+        "doppel.sqlite3-wal",
+        "doppel.sqlite3-shm",
+    }
 
 
 class PixelsDecoded(BaseException):
@@ -120,7 +128,10 @@ def test_bombs_are_refused_without_growing_memory(tmp_path: Path) -> None:
     with LiveServer(tmp_path) as server, httpx.Client(base_url=server.url, timeout=60) as http:
         # Warm up on small images of the bombs' formats, so that their readers are loaded already.
         for fmt in ("JPEG", "PNG", "GIF", "TIFF", "BMP"):
-            assert http.post("/search", files={"file": ("f", encode(make_photo(1, (64, 48)), fmt))}).status_code == 200
+            assert (
+                http.post("/search", files={"file": ("f", encode(make_photo(1, (64, 48)), fmt))}).status_code
+                == 200
+            )
         before = peak_rss_bytes(server.pid)
         statuses = {http.post("/images", files={"file": ("f", data)}).status_code for data in bombs() * 3}
         grown = peak_rss_bytes(server.pid) - before
@@ -134,8 +145,13 @@ def test_bombs_are_refused_without_growing_memory(tmp_path: Path) -> None:
 
 def multipart(*parts: bytes, boundary: bytes = b"B") -> dict[str, Any]:
     """httpx arguments for a hand-made multipart body (each part given with its headers)."""
-    body = b"".join(b"--" + boundary + b"\r\n" + part + b"\r\n" for part in parts) + b"--" + boundary + b"--\r\n"
-    return {"content": body, "headers": {"content-type": f"multipart/form-data; boundary={boundary.decode()}"}}
+    body = (
+        b"".join(b"--" + boundary + b"\r\n" + part + b"\r\n" for part in parts) + b"--" + boundary + b"--\r\n"
+    )
+    return {
+        "content": body,
+        "headers": {"content-type": f"multipart/form-data; boundary={boundary.decode()}"},
+    }
 
 
 def file_part(data: bytes, name: bytes = b"file") -> bytes:
@@ -158,11 +174,18 @@ ODD_BODIES = {
         "multipart",
     ),
     "multipart cut before its end": (
-        {"content": b"--B\r\n" + file_part(PHOTO)[:100], "headers": {"content-type": "multipart/form-data; boundary=B"}},
+        {
+            "content": b"--B\r\n" + file_part(PHOTO)[:100],
+            "headers": {"content-type": "multipart/form-data; boundary=B"},
+        },
         422,
         "file",
     ),
-    "file sent as a text field": (multipart(b'Content-Disposition: form-data; name="file"\r\n\r\nabc'), 422, "file"),
+    "file sent as a text field": (
+        multipart(b'Content-Disposition: form-data; name="file"\r\n\r\nabc'),
+        422,
+        "file",
+    ),
     "2000 fields": (
         multipart(*[b'Content-Disposition: form-data; name="f%d"\r\n\r\nv' % i for i in range(2000)]),
         400,
@@ -170,7 +193,11 @@ ODD_BODIES = {
     ),
     "2000 files": (multipart(*[file_part(b"v", b"f%d" % i) for i in range(2000)]), 400, "Too many files"),
     "a 200 kB part header": (
-        multipart(b'Content-Disposition: form-data; name="file"; filename="f"\r\nX-Junk: ' + b"j" * 200_000 + b"\r\n\r\n"),
+        multipart(
+            b'Content-Disposition: form-data; name="file"; filename="f"\r\nX-Junk: '
+            + b"j" * 200_000
+            + b"\r\n\r\n"
+        ),
         400,
         "multipart",
     ),
@@ -185,7 +212,9 @@ _CUT_SHORT = pytest.param(
 )
 
 
-@pytest.mark.parametrize("name", [_CUT_SHORT if name == _CUT_SHORT.values[0] else name for name in ODD_BODIES])
+@pytest.mark.parametrize(
+    "name", [_CUT_SHORT if name == _CUT_SHORT.values[0] else name for name in ODD_BODIES]
+)
 def test_odd_body_is_refused(client: TestClient, name: str) -> None:
     request, status, words = ODD_BODIES[name]
     assert_refused(client, client.post("/images", **request), status, words)
@@ -264,7 +293,9 @@ BAD_QUERIES = [
 
 
 @pytest.mark.parametrize(("path", "params", "words"), BAD_QUERIES)
-def test_bad_query_value_is_refused(client: TestClient, path: str, params: dict[str, str], words: str) -> None:
+def test_bad_query_value_is_refused(
+    client: TestClient, path: str, params: dict[str, str], words: str
+) -> None:
     upload(client, PHOTO, "x")
     response = client.get(path, params=params)
     assert response.status_code == 422, response.text
@@ -310,8 +341,12 @@ def raw_request(server: LiveServer, method: str, path: str, **request: Any) -> t
         connection.close()
 
 
-@pytest.mark.parametrize(("path", "put_status", "stored_id", "get_status"), ODD_PATHS, ids=lambda v: str(v)[:40])
-def test_odd_path_id(live: LiveServer, path: str, put_status: int, stored_id: str | None, get_status: int) -> None:
+@pytest.mark.parametrize(
+    ("path", "put_status", "stored_id", "get_status"), ODD_PATHS, ids=lambda v: str(v)[:40]
+)
+def test_odd_path_id(
+    live: LiveServer, path: str, put_status: int, stored_id: str | None, get_status: int
+) -> None:
     for method, expected in (("PUT", put_status), ("GET", get_status)):
         request = multipart(file_part(PHOTO)) if method == "PUT" else {}
         status, body = raw_request(live, method, path, **request)

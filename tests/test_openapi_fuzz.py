@@ -75,6 +75,8 @@ def test_successful_responses_conform_to_the_schema() -> None:
     ]
     statuses = []
     for path, method, parts in calls:
-        case = open_schema[path][method].Case(media_type="multipart/form-data" if "body" in parts else None, **parts)
+        case = open_schema[path][method].Case(
+            media_type="multipart/form-data" if "body" in parts else None, **parts
+        )
         statuses.append(case.call_and_validate().status_code)
     assert statuses == [201, 200, 201, 200, 200, 200, 200, 200, 204, 200]

@@ -17,8 +17,8 @@ import pytest
 from helpers import encode, make_photo
 from live_server import LiveServer
 
-from app.config import MIB
 from app.api.uploads import FORM_OVERHEAD_BYTES
+from app.config import MIB
 
 DATABASE = "doppel.sqlite3"
 BOUNDARY = b"doppel-test-boundary"
@@ -32,7 +32,11 @@ def photo(n: int) -> bytes:
 def form_head(image_id: str) -> bytes:
     """The multipart body up to the file's bytes (an `id` field, then the file part's headers)."""
     return (
-        b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="id"\r\n\r\n' + image_id.encode() + b"\r\n"
+        b"--"
+        + BOUNDARY
+        + b'\r\nContent-Disposition: form-data; name="id"\r\n\r\n'
+        + image_id.encode()
+        + b"\r\n"
         b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'
     )
 
@@ -41,7 +45,11 @@ FORM_TAIL = b"\r\n--" + BOUNDARY + b"--\r\n"
 
 
 def request_head(path: str, headers: dict[str, str]) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Type: multipart/form-data; boundary={BOUNDARY.decode()}"]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY.decode()}",
+    ]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
@@ -93,7 +101,11 @@ def test_sigkill_loses_no_acknowledged_upload(tmp_path: Path) -> None:
                         sent[image_id] = data
                     metadata = json.dumps({"n": n, "thread": thread})
                     try:
-                        response = http.post("/images", files={"file": ("f", data)}, data={"id": image_id, "metadata": metadata})
+                        response = http.post(
+                            "/images",
+                            files={"file": ("f", data)},
+                            data={"id": image_id, "metadata": metadata},
+                        )
                     except httpx.TransportError:
                         return  # the server is gone
                     with lock:
@@ -117,7 +129,9 @@ def test_sigkill_loses_no_acknowledged_upload(tmp_path: Path) -> None:
     assert (tmp_path / f"{DATABASE}-wal").stat().st_size > 0
 
     with LiveServer(tmp_path) as server, httpx.Client(base_url=server.url, timeout=IO_TIMEOUT_S) as http:
-        stored = {record["id"]: record for record in http.get("/images", params={"limit": 1000}).json()["items"]}
+        stored = {
+            record["id"]: record for record in http.get("/images", params={"limit": 1000}).json()["items"]
+        }
         assert http.get("/health").json()["images"] == len(stored)
         # every acknowledged image is there, whole, and found by its picture
         for image_id, created in acknowledged.items():
@@ -221,10 +235,17 @@ def test_logs_hold_neither_the_key_nor_image_bytes(tmp_path: Path, log_level: st
     with LiveServer(tmp_path, api_key=KEY, log_level=log_level) as server:
         with httpx.Client(base_url=server.url, timeout=IO_TIMEOUT_S) as http:
             auth = {"Authorization": f"Bearer {KEY}"}
-            assert http.post("/images", files={"file": ("f", marked_png)}, data={"id": "m"}, headers=auth).status_code == 201
+            assert (
+                http.post(
+                    "/images", files={"file": ("f", marked_png)}, data={"id": "m"}, headers=auth
+                ).status_code
+                == 201
+            )
             not_image = {"file": ("f", f"{MARKER} not an image".encode())}
             assert http.post("/images", files=not_image, headers={"X-API-Key": KEY}).status_code == 415
-            assert http.post("/search", files={"file": ("f", marked_png[:200])}, headers=auth).status_code == 422
+            assert (
+                http.post("/search", files={"file": ("f", marked_png[:200])}, headers=auth).status_code == 422
+            )
             assert http.get("/images", headers={"Authorization": f"Bearer {WRONG_KEY}"}).status_code == 401
             assert http.get("/images", headers={"X-API-Key": WRONG_KEY}).status_code == 401
         server.signal(signal.SIGTERM)

@@ -19,7 +19,12 @@ from app.api.schemas import ErrorOut
 _HOW_TO_SEND = "send Authorization: Bearer KEY or X-API-Key: KEY"
 _SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer DOPPEL_API_KEY"},
-    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "X-API-Key: DOPPEL_API_KEY"},
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "X-API-Key: DOPPEL_API_KEY",
+    },
 }
 
 

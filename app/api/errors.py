@@ -73,8 +73,8 @@ def register_exception_handlers(app: FastAPI) -> None:
 
 def allowed_methods(app: FastAPI, request: Request) -> list[str]:
     """The methods some route answers at the request's path."""
-    return [
-        method
-        for method in _METHODS
-        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in app.router.routes)
-    ]
+    def answers(method: str) -> bool:
+        scope = {**request.scope, "method": method}
+        return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
+
+    return [method for method in _METHODS if answers(method)]
