@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from helpers import encode, make_photo
+from helpers import encode, encode_oriented, make_photo
 from PIL import Image
 
 BOMB_SIDE = 60_000  # 3.6 billion pixels: 3.6 GB as 8-bit grey, ~11 GB as RGB, if ever decoded
@@ -102,7 +102,10 @@ def accepted() -> list[Accepted]:
         Accepted("lossless webp", encode(photo, "WEBP", lossless=True), (320, 240)),
         # a polyglot: the image is what a viewer shows; the ZIP after it is never read
         Accepted("jpeg with a zip appended", jpeg + _zip(), (320, 240)),
-        *[Accepted(f"exif orientation {o}", _with_orientation(photo, o), (320, 240)) for o in range(1, 9)],
+        *[
+            Accepted(f"exif orientation {o}", encode_oriented(photo, o, quality=90), (320, 240))
+            for o in range(1, 9)
+        ],
     ]
     return cases
 
@@ -220,23 +223,3 @@ def _palette_with_transparency(photo: Image.Image) -> bytes:
 def _animated_gif() -> bytes:
     frames = [make_photo(10 + n, (160, 120)).convert("P") for n in range(4)]
     return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-
-
-def _with_orientation(photo: Image.Image, orientation: int) -> bytes:
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    # Stored as a camera would: the pixels turned so that applying the orientation shows `photo`.
-    stored = photo.transpose(_STORE_TRANSPOSE[orientation]) if orientation > 1 else photo
-    return encode(stored, "JPEG", quality=90, exif=exif.tobytes())
-
-
-# The transpose that undoes each EXIF orientation (its inverse is what the viewer applies).
-_STORE_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
