@@ -3,6 +3,8 @@ matching accuracy on a folder of images."""
 
 import argparse
 from pathlib import Path
+import ipaddress
+import logging
 
 import uvicorn
 from pydantic import ValidationError
@@ -60,6 +62,12 @@ def main(argv: list[str]) -> int:
 
 
 def serve(settings: Settings) -> int:
+    if settings.api_key is None and not is_loopback(settings.host):
+        logging.getLogger("doppel").warning(
+            "DOPPEL_HOST=%s lets other machines reach Doppel and DOPPEL_API_KEY is not set: "
+            "anyone who reaches the port can add, read and delete images",
+            settings.host,
+        )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
 
@@ -81,3 +89,11 @@ def run_evaluation(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(format_report(report, confirm_distance=settings.confirm_distance))
     return 0
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False

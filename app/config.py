@@ -1,17 +1,22 @@
 """The one place that reads configuration: environment variables prefixed DOPPEL_."""
 
+import re
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+_HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 class Settings(BaseSettings):
     """Doppel's settings; every field can be set as DOPPEL_<NAME> in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="DOPPEL_", env_ignore_empty=True, extra="ignore")
+    # hide_input_in_errors: an invalid DOPPEL_API_KEY must not be printed with the error.
+    model_config = SettingsConfigDict(
+        env_prefix="DOPPEL_", env_ignore_empty=True, extra="ignore", hide_input_in_errors=True
+    )
 
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
@@ -30,6 +35,19 @@ class Settings(BaseSettings):
         100_000_000, ge=1, description="Largest accepted image, in pixels (width x height)."
     )
     log_level: str = Field("info", description="uvicorn log level: debug, info, warning, error.")
+    api_key: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="When set, every endpoint but /health needs `Authorization: Bearer KEY` or "
+        "`X-API-Key: KEY`. Set it whenever the port is reachable beyond localhost.",
+    )
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_fits_in_a_header(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and not _HEADER_TOKEN.fullmatch(key.get_secret_value()):
+            raise ValueError("the API key must be printable ASCII without spaces (it is sent in a header)")
+        return key
 
     @property
     def database_path(self) -> Path:

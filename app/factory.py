@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 import faiss
 from fastapi import FastAPI
 
+from app.api.auth import ApiKeyGuard, document_api_key
 from app.api.errors import register_exception_handlers
 from app.api.routes import health, images, search
 from app.api.uploads import FORM_OVERHEAD_BYTES, BodySizeLimit
@@ -53,6 +54,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     register_exception_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    if settings.api_key is not None:
+        # Open without the key: liveness probes, and the API's description (no data behind it).
+        docs = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
+        open_paths = {"/health"} | {path for path in docs if path}
+        # Added last, so it runs first: a request without the key is refused before its body is read.
+        app.add_middleware(ApiKeyGuard, api_key=settings.api_key.get_secret_value(), open_paths=open_paths)
+        document_api_key(app, open_paths)
     app.include_router(images.router)
     app.include_router(search.router)
     app.include_router(health.router)

@@ -30,6 +30,11 @@ DCT_SIDE = 32  # as imagehash.phash: 8 x its high-frequency factor 4
 _WHITE = (255, 255, 255, 255)
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
+# The Pillow plugins Doppel lets open an upload. Pillow would otherwise try all ~45 of its readers,
+# among them EPS (which runs Ghostscript on the upload) and lenient ones (TGA, SPIDER) that take
+# random bytes for an image. JPEG covers MPO, the multi-picture JPEG of many cameras.
+READ_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
+
 # Leading bytes of the image formats Doppel reads: bytes that start like one of these but do not
 # decode are a damaged image (422), anything else is not an image we read (415).
 _SIGNATURES: tuple[tuple[int, bytes], ...] = (
@@ -142,11 +147,13 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
     decode) or ImageTooLarge (more than `max_pixels`, refused before the pixels are decoded).
     """
     image = open_image(data)
-    width, height = oriented_size(image)
-    if width * height > max_pixels:
+    # Checked on the header's size before the orientation: reading a PNG's EXIF loads its pixels.
+    if image.width * image.height > max_pixels:
         raise ImageTooLarge(
-            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
+            f"image is {image.width}x{image.height} = {image.width * image.height} pixels, "
+            f"over the limit of {max_pixels}"
         )
+    width, height = oriented_size(image)
     try:
         grey = grey_for_hashing(image)
         wide = np.asarray(grey.resize((9, 8), Image.Resampling.LANCZOS))
@@ -162,7 +169,7 @@ def open_image(data: bytes) -> Image.Image:
     if not data:
         raise UnsupportedImage("the file is empty")
     try:
-        image = Image.open(BytesIO(data))
+        image = Image.open(BytesIO(data), formats=READ_FORMATS)
     except UnidentifiedImageError as exc:
         if sniff_known_format(data):
             raise CorruptImage("the file looks like an image but its header is damaged") from exc

@@ -1,6 +1,7 @@
 """Rules for client-chosen values (ids, metadata, hashes). Pure; raise InvalidInput."""
 
 import json
+import math
 import secrets
 import unicodedata
 
@@ -10,6 +11,9 @@ from app.models import Metadata
 
 MAX_ID_CHARS = 256
 MAX_METADATA_BYTES = 16 * 1024
+# Deeper metadata cannot be written back as JSON (the response serialiser stops near 255 levels),
+# and no real metadata needs more.
+MAX_METADATA_DEPTH = 32
 
 
 def new_image_id() -> str:
@@ -33,23 +37,47 @@ def parse_metadata(text: str | None) -> Metadata:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise InvalidInput(f"metadata must nest at most {MAX_METADATA_DEPTH} levels deep") from exc
     except ValueError as exc:
         raise InvalidInput(f"metadata is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise InvalidInput("metadata must be a JSON object")
-    return value
+    return check_metadata(value)
 
 
 def check_metadata(value: Metadata) -> Metadata:
-    """Metadata given as an already parsed object: at most 16 KiB once written as JSON."""
-    if len(json.dumps(value, separators=(",", ":")).encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
+    """Metadata as a parsed object: at most 16 KiB once written as JSON, at most 32 levels deep,
+    finite numbers and valid Unicode only, so that it can always be written back as JSON."""
+    _check_json_values(value)
+    try:
+        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from the JSON escape "\ud800"
+        raise InvalidInput("metadata must be valid Unicode: it holds a lone surrogate") from exc
+    if len(encoded) > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")
     return value
 
 
 def parse_optional_hash(text: str | None) -> int | None:
     return None if text is None else parse_hash(text)
+def _check_json_values(value: object) -> None:
+    # A loop, not recursion: the nesting depth is what is being checked.
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_METADATA_DEPTH:
+                raise InvalidInput(f"metadata must nest at most {MAX_METADATA_DEPTH} levels deep")
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise InvalidInput("metadata numbers must be finite (not NaN, Infinity or beyond 1.8e308)")
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not allowed in JSON")
 
 
 def parse_hash(text: str) -> int:

@@ -38,6 +38,27 @@ def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
     return buffer.getvalue()
 
 
+# The transpose that undoes each EXIF orientation (the viewer applies its inverse).
+_UNDO_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def encode_oriented(upright: Image.Image, orientation: int, quality: int) -> bytes:
+    """A JPEG stored as a camera would: pixels turned so that applying its EXIF `orientation`
+    (1-8) shows `upright`."""
+    stored = upright.transpose(_UNDO_ORIENTATION[orientation]) if orientation > 1 else upright
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(stored, "JPEG", quality=quality, exif=exif.tobytes())
+
+
 def upload(client: TestClient, data: bytes, image_id: str | None = None, metadata: str | None = None, **params: object) -> httpx.Response:
     """POST /images with a file and the optional form fields."""
     form = {k: v for k, v in {"id": image_id, "metadata": metadata}.items() if v is not None}

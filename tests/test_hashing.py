@@ -5,7 +5,7 @@ import io
 import imagehash
 import numpy as np
 import pytest
-from helpers import encode, make_photo, needs_shared, shared_files
+from helpers import encode, encode_oriented, make_photo, needs_shared, shared_files
 from PIL import Image, ImageOps
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
@@ -74,21 +74,7 @@ def test_hex_round_trip() -> None:
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_is_applied(orientation: int) -> None:
     upright = make_photo(3, (400, 300))
-    # Store pixels so that applying `orientation` gives back the upright image.
-    inverse = {
-        1: None,
-        2: Image.Transpose.FLIP_LEFT_RIGHT,
-        3: Image.Transpose.ROTATE_180,
-        4: Image.Transpose.FLIP_TOP_BOTTOM,
-        5: Image.Transpose.TRANSPOSE,
-        6: Image.Transpose.ROTATE_90,
-        7: Image.Transpose.TRANSVERSE,
-        8: Image.Transpose.ROTATE_270,
-    }[orientation]
-    stored = upright if inverse is None else upright.transpose(inverse)
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    data = encode(stored, "JPEG", quality=95, exif=exif.tobytes())
+    data = encode_oriented(upright, orientation, quality=95)
     assert ImageOps.exif_transpose(Image.open(io.BytesIO(data))).size == (400, 300)
     hashes = hash_image_bytes(data, max_pixels=LIMIT)
     assert (hashes.width, hashes.height) == (400, 300)

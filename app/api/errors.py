@@ -1,12 +1,16 @@
-"""The one place where domain errors become HTTP responses."""
+"""The one place where domain errors become HTTP responses, and where error responses are documented."""
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from app import errors
-from app.api.schemas import MatchOut
+from app.api.schemas import ErrorOut, MatchOut
 
 logger = logging.getLogger("doppel")
 
@@ -19,6 +23,24 @@ STATUS_OF: dict[type[errors.DoppelError], int] = {
     errors.ImageExists: 409,
     errors.DuplicateImage: 409,
 }
+
+# What each error status means, for the OpenAPI schema. Every error body is {"detail": ...}.
+ERROR_MEANING: dict[int, str] = {
+    400: "The body is not well-formed multipart/form-data.",
+    401: "The API key is missing or wrong (only when DOPPEL_API_KEY is set).",
+    404: "No image with that id.",
+    409: "An image with that id is already stored, or (with on_duplicate) the upload copies stored images.",
+    413: "The body or the file is over DOPPEL_MAX_UPLOAD_BYTES, or the image over DOPPEL_MAX_PIXELS.",
+    415: "Not an image, or a format Doppel does not read.",
+    422: "A damaged image, or a missing or malformed field or parameter.",
+}
+UPLOAD_ERRORS = (400, 413, 415, 422)
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses` entry of a route for the error statuses it can answer."""
+    return {status: {"model": ErrorOut, "description": ERROR_MEANING[status]} for status in statuses}
 
 
 def status_of(exc: errors.DoppelError) -> int:
@@ -37,9 +59,26 @@ def register_exception_handlers(app: FastAPI) -> None:
             body["matches"] = [MatchOut.of(m).model_dump(mode="json") for m in exc.matches]
         return JSONResponse(body, status_code=status_of(exc))
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            # The router names only the first route that matched the path; HTTP wants every method.
+            exc.headers = {"Allow": ", ".join(allowed_methods(app, request))}
+        return await http_exception_handler(request, exc)
+
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     app.add_exception_handler(errors.DoppelError, domain_error)
+    app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected_error)
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """The methods some route answers at the request's path."""
+    def answers(method: str) -> bool:
+        scope = {**request.scope, "method": method}
+        return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
+
+    return [method for method in _METHODS if answers(method)]

@@ -2,15 +2,33 @@
 
 from typing import Annotated
 
-from fastapi import Depends, File, Form, Query, UploadFile
+from fastapi import Depends, File, Form, Path, Query, UploadFile
 
 from app.service import SearchOptions
+from app.validation import MAX_ID_CHARS
+
+# The id rule of app.validation.check_image_id, stated in the OpenAPI schema for clients. It is
+# only documentation (json_schema_extra): the check itself, and its error message, stay there.
+ID_SCHEMA = {"minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"^[^/\u0000-\u001f\u007f-\u009f]+$"}
+HASH_SCHEMA = {"pattern": "^[0-9a-fA-F]{16}$"}
 
 FileField = Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC or AVIF.")]
 IdField = Annotated[
-    str | None, Form(alias="id", description="Your id for the image, 1-256 characters; generated when absent.")
+    str | None,
+    Form(
+        alias="id",
+        description="Your id for the image: 1-256 characters, no '/' and no control characters; "
+        "generated when absent.",
+        json_schema_extra=ID_SCHEMA,
+    ),
 ]
-MetadataField = Annotated[str | None, Form(description="A JSON object of at most 16 KiB, returned with the image.")]
+NewIdPath = Annotated[
+    str, Path(description="1-256 characters, no '/' and no control characters.", json_schema_extra=ID_SCHEMA)
+]
+MetadataField = Annotated[
+    str | None,
+    Form(description="A JSON object of at most 16 KiB and 32 levels, returned with the image.")
+]
 MaxDistance = Annotated[
     int | None,
     Query(ge=0, le=64, description="Match at or under this Hamming distance (bits); default DOPPEL_MAX_DISTANCE."),

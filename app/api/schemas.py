@@ -113,6 +113,10 @@ class HealthOut(BaseModel):
     images: int
 
 
+class ErrorOut(BaseModel):
+    detail: Any = Field(description="What is wrong: a sentence, or FastAPI's list of field errors.")
+
+
 class DuplicateOut(BaseModel):
     detail: str
     matches: list[MatchOut] = Field(description="The stored images the upload copies.")

@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import ServiceDep, SettingsDep
-from app.api.params import FileField, IdField, MetadataField, SearchOptionsDep
+from app.api.errors import UPLOAD_ERRORS, error_responses
+from app.api.params import FileField, IdField, MetadataField, NewIdPath, SearchOptionsDep
 from app.api.schemas import DuplicateOut, DuplicatesOut, ImageCreated, ImageOut, PageOut, matches_out
 from app.api.uploads import read_upload
 from app.hashing import hash_hex
@@ -19,7 +20,8 @@ router = APIRouter(prefix="/images", tags=["images"])
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ImageCreated,
-    responses={409: {"model": DuplicateOut, "description": "The id exists, or a refused copy (`matches`)."}},
+    responses=error_responses(*UPLOAD_ERRORS)
+    | {409: {"model": DuplicateOut, "description": "The id exists, or a copy refused by on_duplicate (`matches`)."}},
 )
 def add_image(
     service: ServiceDep,
@@ -41,9 +43,15 @@ def add_image(
     return ImageCreated(**ImageOut.of(record).model_dump(), duplicates=matches_out(duplicates))
 
 
-@router.put("/{image_id}", response_model=ImageCreated, status_code=status.HTTP_201_CREATED)
+@router.put(
+    "/{image_id}",
+    response_model=ImageCreated,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": ImageCreated, "description": "Replaced the image under this id."}}
+    | error_responses(*UPLOAD_ERRORS),
+)
 def put_image(
-    image_id: str,
+    image_id: NewIdPath,
     service: ServiceDep,
     settings: SettingsDep,
     response: Response,
@@ -59,7 +67,7 @@ def put_image(
     return ImageCreated(**ImageOut.of(record).model_dump(), duplicates=matches_out(duplicates))
 
 
-@router.get("", response_model=PageOut)
+@router.get("", response_model=PageOut, responses=error_responses(422))
 def list_images(
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
@@ -69,20 +77,20 @@ def list_images(
     return PageOut.of(service.page(limit=limit, after=after))
 
 
-@router.get("/{image_id}", response_model=ImageOut)
+@router.get("/{image_id}", response_model=ImageOut, responses=error_responses(404))
 def get_image(image_id: str, service: ServiceDep) -> ImageOut:
     """One stored image."""
     return ImageOut.of(service.get(image_id))
 
 
-@router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
 def delete_image(image_id: str, service: ServiceDep) -> Response:
     """Delete an image; it never appears in results again."""
     service.delete(image_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{image_id}/duplicates", response_model=DuplicatesOut)
+@router.get("/{image_id}/duplicates", response_model=DuplicatesOut, responses=error_responses(404, 422))
 def image_duplicates(image_id: str, service: ServiceDep, options: SearchOptionsDep) -> DuplicatesOut:
     """The stored images that match a stored one, itself left out."""
     record, matches = service.duplicates_of(image_id, options=options)

@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import ServiceDep, SettingsDep
-from app.api.params import FileField, SearchOptionsDep
+from app.api.errors import UPLOAD_ERRORS, error_responses
+from app.api.params import HASH_SCHEMA, FileField, SearchOptionsDep
 from app.api.schemas import SearchOut
 from app.api.uploads import read_upload
 from app.hashing import Signature
@@ -14,7 +15,7 @@ from app.validation import parse_hash, parse_optional_hash
 router = APIRouter(prefix="/search", tags=["search"])
 
 
-@router.post("", response_model=SearchOut)
+@router.post("", response_model=SearchOut, responses=error_responses(*UPLOAD_ERRORS))
 def search_by_image(service: ServiceDep, settings: SettingsDep, file: FileField, options: SearchOptionsDep) -> SearchOut:
     """Stored images within `max_distance` of the uploaded image's dHash, nearest first. Nothing is stored."""
     data = read_upload(file, max_bytes=settings.max_upload_bytes)
@@ -22,19 +23,31 @@ def search_by_image(service: ServiceDep, settings: SettingsDep, file: FileField,
     return SearchOut.of(upload.hashes.signature, matches)
 
 
-@router.get("", response_model=SearchOut)
+@router.get("", response_model=SearchOut, responses=error_responses(422))
 def search_by_hash(
     service: ServiceDep,
     options: SearchOptionsDep,
     query_hash: Annotated[
-        str, Query(alias="hash", description="A dHash as 16 hex digits, e.g. str(imagehash.dhash(img)).")
+        str,
+        Query(
+            alias="hash",
+            description="A dHash as 16 hex digits, e.g. str(imagehash.dhash(img)).",
+            json_schema_extra=HASH_SCHEMA,
+        ),
     ],
     vertical_hash: Annotated[
         str | None,
-        Query(description="Its vertical dHash, str(imagehash.dhash_vertical(img)); needed for quarter turns."),
+        Query(
+            description="Its vertical dHash, str(imagehash.dhash_vertical(img)); needed for quarter turns.",
+            json_schema_extra=HASH_SCHEMA,
+        ),
     ] = None,
     dct_hash: Annotated[
-        str | None, Query(description="Its DCT hash (as Doppel returns it); without it nothing is confirmed.")
+        str | None,
+        Query(
+            description="Its DCT hash (as Doppel returns it); without it nothing is confirmed.",
+            json_schema_extra=HASH_SCHEMA,
+        ),
     ] = None,
 ) -> SearchOut:
     """The same search for hashes computed elsewhere."""

@@ -1,0 +1,110 @@
+"""The real service, `python main.py`, in a subprocess on 127.0.0.1 and a port the OS picks.
+
+Shared by the tests that need a real server (crashes, signals, streaming, logs, memory) and by
+bench/load.py. The timeouts here only stop a hung run; no test asserts on time.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 120.0
+
+
+class LiveServer:
+    """One run of the server process; its whole output (stdout and stderr) is kept in `log`."""
+
+    def __init__(self, data_dir: Path, **settings: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOPPEL_")}
+        env |= {"DOPPEL_HOST": "127.0.0.1", "DOPPEL_PORT": "0", "DOPPEL_DATA_DIR": str(data_dir)}
+        env |= {f"DOPPEL_{name.upper()}": value for name, value in settings.items()}
+        self.process = subprocess.Popen(
+            [sys.executable, "main.py"],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self._lines: list[str] = []
+        self._port: int | None = None
+        self._listening = threading.Event()
+        self._reader = threading.Thread(target=self._read_output, daemon=True)
+        self._reader.start()
+        if not self._listening.wait(START_TIMEOUT_S) or self._port is None:
+            self.process.kill()
+            self.process.wait()
+            raise RuntimeError(f"the server did not start:\n{self.log}")
+        self.port: int = self._port
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def log(self) -> str:
+        return "".join(self._lines)
+
+    def signal(self, signum: signal.Signals) -> int:
+        """Send `signum`, wait for the process to end and for its output to close; its return code."""
+        self.process.send_signal(signum)
+        return self.wait()
+
+    def wait(self) -> int:
+        """Wait for the process to end and for its output to close; its return code."""
+        returncode = self.process.wait(STOP_TIMEOUT_S)
+        self._reader.join(STOP_TIMEOUT_S)
+        return returncode
+
+    def stop(self) -> None:
+        """End the process if it still runs (SIGKILL: tests that stop it cleanly use `signal`)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.wait()
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+    def __enter__(self) -> "LiveServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _read_output(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.decode("utf-8", "replace")
+            self._lines.append(line)
+            found = _LISTENING.search(line)
+            if found and self._port is None:
+                self._port = int(found.group(1))
+                self._listening.set()
+        self._listening.set()  # the process ended: stop waiting for it
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The highest resident memory the process has had so far (VmHWM, Linux)."""
+    return _status_kib(pid, "VmHWM") * 1024
+
+
+def rss_bytes(pid: int) -> int:
+    """The process's resident memory now (VmRSS, Linux)."""
+    return _status_kib(pid, "VmRSS") * 1024
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise LookupError(f"{field} not in /proc/{pid}/status")
+
+
+has_proc = Path("/proc/self/status").is_file()
