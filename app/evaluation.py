@@ -105,7 +105,7 @@ MODES: dict[str, SearchOptions] = {
 
 
 @dataclass
-class Query:
+class EvalQuery:
     """One image searched: its expected original (None for a distinct image) and how it was made."""
 
     name: str
@@ -124,6 +124,8 @@ class Report:
     wrong_pairs: dict[str, set[frozenset[str]]] = field(default_factory=lambda: defaultdict(set))  # mode -> pairs
     # (distance, DCT distance, correct) of every unconfirmed candidate, to sweep the threshold
     candidates: list[tuple[int, int | None, bool]] = field(default_factory=list)
+    refused: Counter[str] = field(default_factory=Counter)  # edit -> queries the service refused
+    skipped: list[str] = field(default_factory=list)  # originals the service refused to index
     originals: int = 0
     distinct: int = 0
 
@@ -141,23 +143,24 @@ def viewed(data: bytes) -> Image.Image:
     return image.convert("RGB")
 
 
-def edited_copies(path: Path) -> list[Query]:
+def edited_copies(path: Path) -> list[EvalQuery]:
     """Every edit of one original (run in worker processes: encoding dominates)."""
     image = viewed(path.read_bytes())
-    return [Query(path.name, path.name, name, kind, edit(image)) for name, (kind, edit) in EDITS.items()]
+    return [EvalQuery(path.name, path.name, name, kind, edit(image)) for name, (kind, edit) in EDITS.items()]
 
 
 def queries(
     folder: Path, distinct_folder: Path | None, hold_out_every: int, workers: int
-) -> tuple[list[Path], Iterator[Query]]:
-    """The originals to index, and every query: edited copies, shipped duplicates, distinct images
-    (every `hold_out_every`-th image of the folder, never indexed, and those of `distinct_folder`)."""
+) -> tuple[list[Path], Callable[[list[Path]], Iterator[EvalQuery]]]:
+    """The originals to index, and what makes every query once they are indexed: edited copies of
+    the indexed ones, shipped duplicates, distinct images (every `hold_out_every`-th image of the
+    folder, never indexed, and those of `distinct_folder`)."""
     groups = _read_groups(folder / "GROUPS.tsv")
     if groups:
         originals = [folder / row["file"] for row in groups if row["role"] == "kept"]
         kept_of = {row["group_id"]: row["file"] for row in groups if row["role"] == "kept"}
         shipped = [
-            Query(row["file"], kept_of[row["group_id"]], f"shipped: {row['relation']}", "shipped", (folder / row["file"]).read_bytes())
+            EvalQuery(row["file"], kept_of[row["group_id"]], f"shipped: {row['relation']}", "shipped", (folder / row["file"]).read_bytes())
             for row in groups
             if row["role"] != "kept"
         ]
@@ -168,15 +171,15 @@ def queries(
         originals = [path for path in files if path not in held_out]
     distinct = held_out + (image_files(distinct_folder) if distinct_folder else [])
 
-    def generate() -> Iterator[Query]:
+    def generate(indexed: list[Path]) -> Iterator[EvalQuery]:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for copies in pool.map(edited_copies, originals):
+            for copies in pool.map(edited_copies, indexed):
                 yield from copies
         yield from shipped
         for path in distinct:
-            yield Query(path.name, None, "distinct (held out)", "distinct", path.read_bytes())
+            yield EvalQuery(path.name, None, "distinct (held out)", "distinct", path.read_bytes())
 
-    return originals, generate()
+    return originals, generate
 
 
 def evaluate(
@@ -192,30 +195,38 @@ def evaluate(
         MemoryImageStore(), HammingIndex(), max_distance=max_distance, confirm_distance=confirm_distance, max_pixels=10**9
     )
     originals, all_queries = queries(folder, distinct_folder, hold_out_every, workers)
-    report = Report(originals=len(originals))
+    report = Report()
+    indexed = []
     for path in originals:
-        service.add(path.read_bytes(), image_id=path.name, metadata={})
+        try:
+            service.add(path.read_bytes(), image_id=path.name, metadata={})
+            indexed.append(path)
+        except DoppelError as exc:
+            report.skipped.append(f"{path.name}: {exc.detail}")
+    report.originals = len(indexed)
+
     # Originals against each other: every match is a wrong one (each pair is seen from both sides).
-    for path in originals:
+    for path in indexed:
         for label, options in MODES.items():
             _, matches = service.duplicates_of(path.name, options=options)
             report.wrong[label]["originals (pairs)"] += len(matches) / 2  # type: ignore[assignment]
             report.wrong_pairs[label].update(frozenset((path.name, m.record.id)) for m in matches)
-    for query in all_queries:
+    for query in all_queries(indexed):
         _search(service, query, report)
     return report
 
 
-def _search(service: DoppelService, query: Query, report: Report) -> None:
-    try:
-        upload = service.hash_upload(query.data)
-    except DoppelError:
-        return  # a file the service refuses counts as not found
+def _search(service: DoppelService, query: EvalQuery, report: Report) -> None:
     if query.kind == "distinct":
         report.distinct += 1
     else:
         report.total[query.edit] += 1
         report.kinds[query.edit] = query.kind
+    try:
+        upload = service.hash_upload(query.data)
+    except DoppelError:
+        report.refused[query.edit] += 1  # counted, and not found
+        return
     found = query_of_upload(upload)
     for label, options in MODES.items():
         matches = service.find(found, options)
@@ -246,6 +257,8 @@ def format_report(report: Report, *, confirm_distance: int) -> str:
     lines = [
         f"{report.originals} originals indexed, {sum(report.total.values())} copies searched, "
         f"{report.distinct} held-out distinct images; confirm distance {confirm_distance}.",
+        *(f"skipped (not indexed) {reason}" for reason in report.skipped),
+        *(f"refused by the service: {count} of the '{edit}' copies (counted as not found)" for edit, count in report.refused.items()),
         "",
         "| edit | kind | " + " | ".join(f"{m} recall" for m in modes) + " |",
         "|---|---|" + "---:|" * len(modes),

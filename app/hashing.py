@@ -42,7 +42,6 @@ _SIGNATURES: tuple[tuple[int, bytes], ...] = (
     (0, b"\x89PNG\r\n\x1a\n"),
     (0, b"GIF87a"),
     (0, b"GIF89a"),
-    (0, b"BM"),
     (0, b"II*\x00"),  # TIFF, little-endian
     (0, b"MM\x00*"),  # TIFF, big-endian
     (8, b"WEBP"),
@@ -53,6 +52,10 @@ _SIGNATURES: tuple[tuple[int, bytes], ...] = (
     (4, b"ftypavif"),
     (4, b"ftypavis"),
 )
+
+
+NOT_AN_IMAGE = "not an image in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF)"
+_BMP_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +176,10 @@ def open_image(data: bytes) -> Image.Image:
     except UnidentifiedImageError as exc:
         if sniff_known_format(data):
             raise CorruptImage("the file looks like an image but its header is damaged") from exc
-        raise UnsupportedImage(
-            "not an image in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF)"
-        ) from exc
+        raise UnsupportedImage(NOT_AN_IMAGE) from exc
     except Exception as exc:  # a decoder plugin choked on a damaged header
+        if not sniff_known_format(data):  # a loose match of a plugin's: not an image at all
+            raise UnsupportedImage(NOT_AN_IMAGE) from exc
         raise CorruptImage(f"the image header could not be read: {exc}") from exc
     if image.width < 1 or image.height < 1:
         raise CorruptImage("the image has no pixels")
@@ -185,7 +188,12 @@ def open_image(data: bytes) -> Image.Image:
 
 def sniff_known_format(data: bytes) -> bool:
     """Whether `data` starts with the signature of a format Doppel reads."""
-    return any(data[offset : offset + len(magic)] == magic for offset, magic in _SIGNATURES)
+    return _looks_like_bmp(data) or any(data[offset : offset + len(magic)] == magic for offset, magic in _SIGNATURES)
+
+
+def _looks_like_bmp(data: bytes) -> bool:
+    # "BM" alone starts too much text ("BMW..."): also ask for a known DIB header size.
+    return data[:2] == b"BM" and int.from_bytes(data[14:18], "little") in _BMP_HEADER_SIZES
 
 
 def oriented_size(image: Image.Image) -> tuple[int, int]:
@@ -202,12 +210,12 @@ def grey_for_hashing(image: Image.Image) -> Image.Image:
         image.draft("L" if image.mode in ("L", "RGB") else image.mode, (JPEG_DRAFT_SIDE, JPEG_DRAFT_SIDE))
     image.load()
     image = ImageOps.exif_transpose(image)
+    if image.mode in _HIGH_BIT_DEPTH_MODES:
+        return _high_bit_depth_to_grey(image)
     if _has_transparency(image):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, _WHITE)
         return Image.alpha_composite(white, rgba).convert("L")
-    if image.mode in _HIGH_BIT_DEPTH_MODES:
-        return _high_bit_depth_to_grey(image)
     return image if image.mode == "L" else image.convert("L")
 
 
@@ -223,8 +231,12 @@ def _has_transparency(image: Image.Image) -> bool:
 
 
 def _high_bit_depth_to_grey(image: Image.Image) -> Image.Image:
-    # Pillow's convert("L") clips 16-bit values at 255 (a white image); scale them instead.
-    pixels = np.asarray(image, dtype=np.float64)
+    # Pillow's convert("L") and convert("RGBA") clip 16-bit values at 255 (a white image): scale
+    # them instead, and flatten the one transparent value (PNG tRNS) onto white by hand.
+    raw = np.asarray(image)
+    pixels = raw.astype(np.float64)
     if pixels.max(initial=0) > 255:
         pixels = pixels / 257
+    if "transparency" in image.info:
+        pixels = np.where(raw == image.info["transparency"], 255.0, pixels)
     return Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8), "L")

@@ -43,7 +43,7 @@ class Orientation(StrEnum):
 
     ORIGINAL = "original"
     FLIP_HORIZONTAL = "flip_horizontal"  # mirrored left to right
-    FLIP_VERTICAL = "flip_vertical"  # upside down and mirrored
+    FLIP_VERTICAL = "flip_vertical"  # mirrored top to bottom
     ROTATE_90 = "rotate_90"  # turned 90 degrees clockwise
     ROTATE_180 = "rotate_180"
     ROTATE_270 = "rotate_270"  # turned 90 degrees counter-clockwise

@@ -47,9 +47,13 @@ class SearchOptions:
     """How to search: threshold (None: the service default), how many, and which checks."""
 
     max_distance: int | None = None
-    limit: int = 100
+    limit: int | None = 100  # None: every match
     confirm: bool = True
     all_orientations: bool = False
+
+
+# Every stored image whose dHash equals the query's, unconfirmed: where identical files are.
+EVERY_IDENTICAL_HASH = SearchOptions(max_distance=0, limit=None, confirm=False)
 
 
 class DoppelService:
@@ -67,7 +71,9 @@ class DoppelService:
         self.max_distance = max_distance
         self.confirm_distance = confirm_distance
         self.max_pixels = max_pixels
-        self._reject_lock = threading.Lock()
+        # Held while the store and the index change, so that the index always holds exactly the
+        # stored keys (its size is the image count) and duplicate checks see every earlier write.
+        self._write_lock = threading.Lock()
 
     def rebuild_index(self) -> None:
         """Load every stored hash into the (empty) index."""
@@ -97,15 +103,20 @@ class DoppelService:
             upload, image_id=new_image_id() if image_id is None else check_image_id(image_id), metadata=metadata
         )
         query = query_of_upload(upload)
-        if on_duplicate is OnDuplicate.ALLOW:
-            return self._store_new(new, self.find(query, options or SearchOptions()))
-        # Checking and storing under one lock: two copies sent at once cannot both get in.
-        with self._reject_lock:
+        # Under the write lock: two copies sent at once cannot both pass the check.
+        with self._write_lock:
             duplicates = self.find(query, options or SearchOptions())
-            refused = [m for m in duplicates if m.exact or on_duplicate is OnDuplicate.REJECT]
-            if refused:
-                raise DuplicateImage(refused)
-            return self._store_new(new, duplicates)
+            if on_duplicate is OnDuplicate.REJECT and duplicates:
+                raise DuplicateImage(duplicates)
+            if on_duplicate is OnDuplicate.REJECT_EXACT:
+                # Every identical file, not only those within `limit`: identical bytes decode
+                # to the same pixels, so they are all at distance 0.
+                exact = [m for m in self.find(query, EVERY_IDENTICAL_HASH) if m.exact]
+                if exact:
+                    raise DuplicateImage(exact)
+            (record,) = self.store.add([new])  # store first: the index is a cache rebuilt from it
+            self.index.add([record.key], [record.dhash])
+        return record, duplicates
 
     def put(
         self, image_id: str, data: bytes, *, metadata: Metadata, options: SearchOptions | None = None
@@ -114,17 +125,13 @@ class DoppelService:
         the duplicates being the other stored images that match it."""
         upload = self.hash_upload(data)
         new = self._new_image(upload, image_id=check_image_id(image_id), metadata=metadata)
-        record, old = self.store.replace(new)
-        if old is not None:
-            self.index.remove([old.key])
-        self.index.add([record.key], [record.dhash])
+        with self._write_lock:  # the store and the index change together
+            record, old = self.store.replace(new)
+            if old is not None:
+                self.index.remove([old.key])
+            self.index.add([record.key], [record.dhash])
         duplicates = self.find(query_of_upload(upload), options or SearchOptions(), exclude_key=record.key)
         return record, old is None, duplicates
-
-    def _store_new(self, new: NewImage, duplicates: list[Match]) -> tuple[ImageRecord, list[Match]]:
-        (record,) = self.store.add([new])  # store first: the index is a cache rebuilt from it
-        self.index.add([record.key], [record.dhash])
-        return record, duplicates
 
     def get(self, image_id: str) -> ImageRecord:
         record = self.store.get(image_id)
@@ -133,10 +140,12 @@ class DoppelService:
         return record
 
     def delete(self, image_id: str) -> None:
-        record = self.store.delete(image_id)
+        with self._write_lock:
+            record = self.store.delete(image_id)
+            if record is not None:
+                self.index.remove([record.key])
         if record is None:
             raise ImageNotFound(image_id)
-        self.index.remove([record.key])
 
     def page(self, *, limit: int, after: str | None) -> Page:
         """A page of records in id order; `next` is the cursor for the following page."""
@@ -196,7 +205,7 @@ class DoppelService:
         matches: list[Match] = []
         for start in range(0, len(candidates), RESOLVE_CHUNK):
             chunk = candidates[start : start + RESOLVE_CHUNK]
-            if len(matches) >= options.limit:
+            if options.limit is not None and len(matches) >= options.limit:
                 matches.sort(key=_match_order)
                 if chunk[0][1][0] > matches[options.limit - 1].distance:
                     break

@@ -27,6 +27,8 @@ def check_image_id(image_id: str) -> str:
         raise InvalidInput(f"id must be 1 to {MAX_ID_CHARS} characters, got {len(image_id)}")
     if "/" in image_id or any(unicodedata.category(c) in ("Cc", "Cs") for c in image_id):
         raise InvalidInput("id must not contain '/' or control characters")
+    if image_id in (".", ".."):
+        raise InvalidInput("id must not be '.' or '..' (clients drop them from URLs)")
     return image_id
 
 

@@ -1,12 +1,14 @@
 """Confirmation by the DCT hash, flips and rotations, exact copies and on_duplicate, over HTTP."""
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo, search, upload
 from PIL import Image
 
+from app.api.schemas import DuplicateOut
 from app.config import Settings
 from app.factory import create_app
 from app.hashing import hash_hex
@@ -166,3 +168,27 @@ def test_bad_extra_hashes_are_unprocessable(client: TestClient) -> None:
     for name in ("vertical_hash", "dct_hash"):
         response = client.get("/search", params={"hash": "0" * 16, name: "xyz"})
         assert response.status_code == 422 and "16 hex digits" in response.json()["detail"]
+
+
+def test_reject_exact_sees_identical_files_beyond_the_limit(client: TestClient) -> None:
+    photo = make_photo(11)
+    upload(client, encode(photo, "PNG", compress_level=1), "aa-same-pixels")
+    exact = encode(photo, "PNG", compress_level=9)
+    upload(client, exact, "zz-identical")
+    response = upload(client, exact, "new", on_duplicate="reject_exact", limit=1)
+    assert response.status_code == 409
+    assert [(m["id"], m["exact"]) for m in response.json()["matches"]] == [("zz-identical", True)]
+
+
+def test_concurrent_copies_with_reject_store_one(client: TestClient) -> None:
+    data = encode(make_photo(12))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(lambda n: upload(client, data, f"c{n}", on_duplicate="reject").status_code, range(12)))
+    assert statuses == [201] + [409] * 11
+    assert client.get("/health").json()["images"] == 1
+
+
+def test_existing_id_conflict_matches_the_documented_body(client: TestClient) -> None:
+    upload(client, encode(make_photo(1)), "a")
+    body = upload(client, encode(make_photo(2)), "a").json()
+    assert DuplicateOut.model_validate(body).matches == []

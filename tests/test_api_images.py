@@ -188,6 +188,7 @@ def test_bad_ids_are_unprocessable(client: TestClient) -> None:
     assert_refused(client, upload(client, data, "x" * 257), 422, "1 to 256")
     assert_refused(client, upload(client, data, "a/b"), 422, "'/'")
     assert_refused(client, upload(client, data, "tab\there"), 422, "control")
+    assert_refused(client, upload(client, data, ".."), 422, "'..'")
     assert upload(client, data, "x" * 256).status_code == 201
 
 

@@ -34,3 +34,19 @@ def test_parallel_uploads_of_one_id_store_it_once(client: TestClient) -> None:
         statuses = sorted(pool.map(lambda _: upload(client, data, "same").status_code, range(16)))
     assert statuses == [201] + [409] * 15
     assert client.get("/health").json()["images"] == 1
+
+
+def test_racing_replaces_and_deletes_keep_index_and_store_in_step(client: TestClient) -> None:
+    photos = [encode(make_photo(n, (64, 48))) for n in range(4)]
+
+    def churn(n: int) -> int:
+        if n % 3 == 2:
+            return client.delete("/images/same").status_code
+        return client.put("/images/same", files={"file": ("x", photos[n % 4])}).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(churn, range(120))) <= {200, 201, 204, 404}
+    stored = len(client.get("/images").json()["items"])
+    assert client.get("/health").json()["images"] == stored
+    service = client.app.state.service  # type: ignore[attr-defined]
+    assert len(service.index) == stored

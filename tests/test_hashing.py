@@ -151,3 +151,22 @@ def test_quarter_turn_orientation_swaps_reported_size() -> None:
     exif[0x0112] = 6
     image = open_image(encode(make_photo(1, (300, 200)), "JPEG", exif=exif.tobytes()))
     assert oriented_size(image) == (200, 300)
+
+
+def test_sixteen_bit_grey_with_a_transparent_value_is_scaled_then_flattened() -> None:
+    grey = make_photo(14, (200, 150)).convert("L")
+    wide = (np.asarray(grey, dtype=np.uint16) * 257).astype(np.uint16)
+    wide[:, :20] = 7  # a transparent band on the left
+    buffer = io.BytesIO()
+    Image.fromarray(wide).save(buffer, "PNG", transparency=7)
+    assert "transparency" in Image.open(io.BytesIO(buffer.getvalue())).info
+    on_white = np.asarray(grey).copy()
+    on_white[:, :20] = 255
+    assert hamming(hash_of(buffer.getvalue()), hash_of(encode(Image.fromarray(on_white)))) <= 1
+
+
+def test_text_starting_like_a_bitmap_is_not_an_image() -> None:
+    with pytest.raises(UnsupportedImage):
+        hash_image_bytes(b"BMW 320d, 2019, one owner, full service history", max_pixels=LIMIT)
+    with pytest.raises(CorruptImage):
+        hash_image_bytes(encode(make_photo(1, (40, 30)), "BMP")[:60], max_pixels=LIMIT)

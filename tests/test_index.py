@@ -2,6 +2,7 @@
 
 import random
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -92,3 +93,42 @@ def test_concurrent_adds_removes_and_searches() -> None:
         t.join()
     assert errors == []
     assert len(index) == 4 * (200 - 67)
+
+
+def test_searches_never_overlap_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = HammingIndex()
+    inner = index._index  # the faiss object the lock protects
+    state = {"writing": 0, "reading": 0, "overlaps": 0}
+    guard = threading.Lock()
+
+    def tracked(kind: str, call):  # type: ignore[no-untyped-def]
+        def run(*args):  # type: ignore[no-untyped-def]
+            with guard:
+                state[kind] += 1
+                other = "reading" if kind == "writing" else "writing"
+                if state[other] or (kind == "writing" and state["writing"] > 1):
+                    state["overlaps"] += 1
+            try:
+                time.sleep(0.001)  # widen the window a race would need
+                return call(*args)
+            finally:
+                with guard:
+                    state[kind] -= 1
+
+        return run
+
+    class Tracked:
+        ntotal = property(lambda self: inner.ntotal)
+        add_with_ids = staticmethod(tracked("writing", inner.add_with_ids))
+        remove_ids = staticmethod(tracked("writing", inner.remove_ids))
+        range_search = staticmethod(tracked("reading", inner.range_search))
+
+    monkeypatch.setattr(index, "_index", Tracked())
+    threads = [threading.Thread(target=lambda n=n: [index.add([n * 100 + i], [i]) for i in range(20)]) for n in range(3)]
+    threads += [threading.Thread(target=lambda: [index.search([0], max_distance=64) for _ in range(40)]) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert state["overlaps"] == 0
+    assert len(index) == 60

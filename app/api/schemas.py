@@ -119,4 +119,6 @@ class ErrorOut(BaseModel):
 
 class DuplicateOut(BaseModel):
     detail: str
-    matches: list[MatchOut] = Field(description="The stored images the upload copies.")
+    matches: list[MatchOut] = Field(
+        default_factory=list, description="The stored images a refused copy copies; empty for an existing id."
+    )
