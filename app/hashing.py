@@ -4,6 +4,8 @@ Pure functions: bytes in, hashes out; no HTTP, no storage. The dHash follows ima
 (https://www.hackerfactor.com/blog/index.php?/archives/529-Kind-of-Like-That.html): grey,
 resize to 9x8 with Lanczos, one bit per pair of horizontal neighbours (left < right),
 packed row by row, most significant bit first, so `hash_hex` equals `str(imagehash.dhash(img))`.
+Only what the 9x8 grid needs is decoded (JPEG at reduced scale, progressive JPEG without its AC
+scans), and the resize is Pillow's Lanczos as matrix products (app/resample.py).
 """
 
 import re
@@ -15,6 +17,8 @@ import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
+from app.jpeg_dc import dc_scans_only
+from app.resample import hash_grids
 
 pillow_heif.register_heif_opener()
 # Doppel checks the pixel count itself (before decoding) against its own setting.
@@ -25,6 +29,9 @@ _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 # JPEG can decode at 1/2, 1/4 or 1/8 scale. Asking for at least this many pixels on each side
 # keeps the 9x8 Lanczos result within a few bits of a full decode (measured on real photos).
 JPEG_DRAFT_SIDE = 128
+# Pillow's draft picks 1/8 when both sides are at least 8 times the asked side: then only the DC
+# coefficients are read, and a progressive file can skip its AC scans (app/jpeg_dc.py).
+_JPEG_DC_ONLY_SIDE = 8 * JPEG_DRAFT_SIDE
 _WHITE = (255, 255, 255, 255)
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
@@ -115,12 +122,21 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
             f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
         )
     try:
-        grey = grey_for_hashing(image)
-        wide = np.asarray(grey.resize((9, 8), Image.Resampling.LANCZOS))
-        tall = np.asarray(grey.resize((8, 9), Image.Resampling.LANCZOS))
+        grey = np.asarray(grey_for_hashing(_decode_source(image, data)))
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad data
         raise CorruptImage(f"the {image.format} image could not be decoded: {exc}") from exc
+    wide, tall = hash_grids(grey)
     return ImageHashes(width=width, height=height, wide=wide, tall=tall)
+
+
+def _decode_source(image: Image.Image, data: bytes) -> Image.Image:
+    """The image to decode: a large progressive JPEG without its AC scans, which a 1/8-scale
+    decode does not use; any other image as it is."""
+    if image.format == "JPEG" and min(image.size) >= _JPEG_DC_ONLY_SIDE:
+        reduced = dc_scans_only(data)
+        if reduced is not None:
+            return Image.open(BytesIO(reduced))
+    return image
 
 
 def open_image(data: bytes) -> Image.Image:
