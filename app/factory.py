@@ -7,7 +7,7 @@ import faiss
 from fastapi import FastAPI
 
 from app.api.errors import register_exception_handlers
-from app.api.routes import health, images, search
+from app.api.routes import batch, health, images, search
 from app.api.uploads import FORM_OVERHEAD_BYTES, BodySizeLimit
 from app.config import Settings
 from app.index import HammingIndex
@@ -48,7 +48,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     register_exception_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        path_limits={"/images/batch": settings.max_batch_bytes},
+    )
+    app.include_router(batch.router)  # before images.router, whose /images/{image_id} paths are broader
     app.include_router(images.router)
     app.include_router(search.router)
     app.include_router(health.router)

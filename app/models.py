@@ -12,8 +12,8 @@ class NewImage:
 
     id: str
     dhash: int
-    width: int
-    height: int
+    width: int | None  # None when only the dHash was given (hash-only batch): the size is unknown
+    height: int | None
     metadata: Metadata = field(default_factory=dict)
     dhash_vertical: int | None = None  # None when only the dHash was given (hash-only batch)
     sha256: str | None = None  # hex digest of the uploaded file's bytes
@@ -26,8 +26,8 @@ class ImageRecord:
     key: int
     id: str
     dhash: int
-    width: int
-    height: int
+    width: int | None
+    height: int | None
     created_at: str
     metadata: Metadata
     dhash_vertical: int | None = None
@@ -52,3 +52,21 @@ class Page:
 
     items: list[ImageRecord]
     next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HashItem:
+    """One image of a hash-only batch, as the client sent it (validated by the service)."""
+
+    hash: str  # the dHash as 16 hex digits
+    id: str | None = None  # generated when None
+    metadata: Metadata = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FileItem:
+    """One file of a batch upload, as the client sent it (validated by the service)."""
+
+    data: bytes
+    id: str | None = None  # generated when None
+    metadata: str | None = None  # JSON object text, as in a form field

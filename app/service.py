@@ -1,16 +1,19 @@
 """Doppel's use cases: index, replace, delete and search images. Knows nothing of HTTP."""
 
 import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from app.errors import ImageNotFound
-from app.hashing import ImageHashes, hash_image_bytes
+from app.errors import BatchRejected, DoppelError, ImageExists, ImageNotFound, ImageTooLarge, InvalidInput, ItemFault
+from app.hashing import ImageHashes, hamming, hash_image_bytes
 from app.index import HammingIndex
-from app.models import ImageRecord, Match, Metadata, NewImage, Page
+from app.models import FileItem, HashItem, ImageRecord, Match, Metadata, NewImage, Page
 from app.store import ImageStore
-from app.validation import check_image_id, new_image_id
+from app.validation import check_image_id, check_metadata, new_image_id, parse_hash, parse_metadata
 
 REBUILD_BATCH = 100_000
+DEFAULT_LIMIT = 100  # matches returned when the caller sets no limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,60 @@ class DoppelService:
         duplicates = self.search_hash(record.dhash, exclude_key=record.key)
         return record, old is None, duplicates
 
+    def add_hashes(self, items: list[HashItem]) -> list[ImageRecord]:
+        """Store images known by their dHash alone, in one transaction, all or nothing.
+
+        Raises BatchRejected naming every refused item (bad hash, id or metadata; an id given
+        twice or already stored); then nothing is stored.
+        """
+        indexed: list[tuple[int, NewImage]] = []
+        faults: list[ItemFault] = []
+        for index, item in enumerate(items):
+            try:
+                new = NewImage(
+                    id=self._batch_id(item.id),
+                    dhash=parse_hash(item.hash),
+                    width=None,
+                    height=None,
+                    metadata=check_metadata(item.metadata),
+                )
+                indexed.append((index, new))
+            except DoppelError as exc:
+                faults.append(ItemFault(index, item.id, exc))
+        return self._store_batch(indexed, faults)
+
+    def add_files(
+        self, files: list[FileItem], *, max_file_bytes: int, max_distance: int | None = None
+    ) -> list[tuple[ImageRecord, list[Match]]]:
+        """Store uploaded files in one transaction, all or nothing, each with its matches among
+        the images stored before it, the earlier files of the batch included.
+
+        The files are hashed on every core at once. Raises BatchRejected naming every refused
+        file (over `max_file_bytes`, not an image, damaged, bad id or metadata, id taken).
+        """
+        indexed: list[tuple[int, NewImage]] = []
+        faults: list[ItemFault] = []
+        with ThreadPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1) or 1) as pool:
+            # Pillow and numpy release the GIL while they decode and resize, so threads use every core.
+            hashing = [pool.submit(self._hash_file, item.data, max_file_bytes) for item in files]
+            for index, (item, hashed) in enumerate(zip(files, hashing, strict=True)):
+                try:
+                    upload = hashed.result()  # raises the file's hashing error
+                    new = self._new_image(upload, image_id=self._batch_id(item.id), metadata=parse_metadata(item.metadata))
+                    indexed.append((index, new))
+                except DoppelError as exc:
+                    faults.append(ItemFault(index, item.id, exc))
+        distance = self.max_distance if max_distance is None else max_distance
+        earlier = [self.search_hash(new.dhash, max_distance=distance) for _, new in indexed]
+        records = self._store_batch(indexed, faults)
+        results = []
+        for n, record in enumerate(records):
+            in_batch = [Match(other, hamming(record.dhash, other.dhash)) for other in records[:n]]
+            matches = earlier[n] + [m for m in in_batch if m.distance <= distance]
+            matches.sort(key=lambda m: (m.distance, m.record.id))
+            results.append((record, matches[:DEFAULT_LIMIT]))
+        return results
+
     def get(self, image_id: str) -> ImageRecord:
         record = self.store.get(image_id)
         if record is None:
@@ -122,6 +179,32 @@ class DoppelService:
         matches.sort(key=lambda m: (m.distance, m.record.id))
         return matches[:limit]
 
+    def _hash_file(self, data: bytes, max_bytes: int) -> Upload:
+        if len(data) > max_bytes:
+            raise ImageTooLarge(f"the file is over the upload limit of {max_bytes} bytes")
+        return self.hash_upload(data)
+
+    def _store_batch(self, indexed: list[tuple[int, NewImage]], faults: list[ItemFault]) -> list[ImageRecord]:
+        """Store the images of a batch (store first, then index), or raise BatchRejected."""
+        self._refuse(faults + _repeated_ids(indexed))
+        try:
+            records = self.store.add([new for _, new in indexed])
+        except ImageExists as exc:
+            taken = set(exc.image_ids)
+            self._refuse([ItemFault(i, new.id, ImageExists([new.id])) for i, new in indexed if new.id in taken])
+            raise
+        self.index.add([r.key for r in records], [r.dhash for r in records])
+        return records
+
+    @staticmethod
+    def _refuse(faults: list[ItemFault]) -> None:
+        if faults:
+            raise BatchRejected(sorted(faults, key=lambda fault: fault.index))
+
+    @staticmethod
+    def _batch_id(image_id: str | None) -> str:
+        return new_image_id() if image_id is None else check_image_id(image_id)
+
     @staticmethod
     def _new_image(upload: Upload, *, image_id: str, metadata: Metadata) -> NewImage:
         return NewImage(
@@ -133,3 +216,15 @@ class DoppelService:
             dhash_vertical=upload.hashes.dhash_vertical,
             sha256=upload.sha256,
         )
+
+
+def _repeated_ids(indexed: list[tuple[int, NewImage]]) -> list[ItemFault]:
+    """A fault for every item whose id an earlier item of the same batch already has."""
+    first: dict[str, int] = {}
+    faults = []
+    for index, new in indexed:
+        if new.id in first:
+            faults.append(ItemFault(index, new.id, InvalidInput(f"id {new.id!r} is also given to item {first[new.id]}")))
+        else:
+            first[new.id] = index
+    return faults
