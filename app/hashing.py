@@ -116,11 +116,13 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
     decode) or ImageTooLarge (more than `max_pixels`, refused before the pixels are decoded).
     """
     image = open_image(data)
-    width, height = oriented_size(image)
-    if width * height > max_pixels:
+    # From the header, before anything reads the pixels (for a PNG, even reading EXIF does).
+    if image.width * image.height > max_pixels:
         raise ImageTooLarge(
-            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
+            f"image is {image.width}x{image.height} = {image.width * image.height} pixels, "
+            f"over the limit of {max_pixels}"
         )
+    width, height = oriented_size(image)
     try:
         grey = np.asarray(grey_for_hashing(_decode_source(image, data)))
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad data
@@ -176,9 +178,9 @@ def grey_for_hashing(image: Image.Image) -> Image.Image:
     if image.format == "JPEG":
         image.draft("L" if image.mode in ("L", "RGB") else image.mode, (JPEG_DRAFT_SIDE, JPEG_DRAFT_SIDE))
     image.load()
-    image = ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)  # not a copy: that copies the pixels when upright
     if _has_transparency(image):
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")  # convert() to the same mode copies
         white = Image.new("RGBA", rgba.size, _WHITE)
         return Image.alpha_composite(white, rgba).convert("L")
     if image.mode in _HIGH_BIT_DEPTH_MODES:

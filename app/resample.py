@@ -40,34 +40,33 @@ def hash_grids(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _round8(wide).astype(np.uint8), _round8(tall).astype(np.uint8)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def _across_weights(width: int) -> np.ndarray:
     """The horizontal weights of both grids side by side, so one product serves both."""
     return _read_only(np.concatenate((lanczos_weights(width, WIDE[0]), lanczos_weights(width, TALL[0])), axis=1))
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=256)
 def lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
     """(in_size, out_size) float32 matrix whose column j weighs the source pixels of output pixel j.
 
-    The arithmetic of Pillow's precompute_coeffs and normalize_coeffs_8bpc.
+    The arithmetic of Pillow's precompute_coeffs and normalize_coeffs_8bpc, for every column at once.
     """
     scale = in_size / out_size
     filter_scale = max(scale, 1.0)
     support = _LANCZOS_LOBES * filter_scale
+    centers = (np.arange(out_size) + 0.5) * scale
+    first = np.maximum((centers - support + 0.5).astype(int), 0)  # int() truncates, as C's (int)
+    end = np.minimum((centers + support + 0.5).astype(int), in_size)
+    source = np.arange(in_size)[:, np.newaxis]
+    x = (source - centers + 0.5) * (1.0 / filter_scale)
+    inside = (source >= first) & (source < end) & (x >= -_LANCZOS_LOBES) & (x < _LANCZOS_LOBES)
+    weights = np.where(inside, np.sinc(x) * np.sinc(x / _LANCZOS_LOBES), 0.0)
+    totals = weights.sum(axis=0)
+    weights = weights / np.where(totals == 0.0, 1.0, totals)
     one = float(1 << _PILLOW_PRECISION_BITS)
-    weights = np.zeros((in_size, out_size), dtype=np.float64)
-    for out in range(out_size):
-        center = (out + 0.5) * scale
-        first = max(int(center - support + 0.5), 0)
-        end = min(int(center + support + 0.5), in_size)
-        x = (np.arange(first, end) - center + 0.5) * (1.0 / filter_scale)
-        w = np.where((x >= -_LANCZOS_LOBES) & (x < _LANCZOS_LOBES), np.sinc(x) * np.sinc(x / _LANCZOS_LOBES), 0.0)
-        total = w.sum()
-        if total != 0.0:
-            w = w / total
-        weights[first:end, out] = np.trunc(w * one + np.where(w < 0, -0.5, 0.5)) / one
-    return _read_only(weights.astype(np.float32))
+    fixed = np.trunc(weights * one + np.where(weights < 0, -0.5, 0.5))  # Pillow's rounding to fixed point
+    return _read_only((fixed / one).astype(np.float32))
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
