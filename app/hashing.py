@@ -124,20 +124,26 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
         )
     width, height = oriented_size(image)
     try:
-        grey = np.asarray(grey_for_hashing(_decode_source(image, data)))
+        grey = np.asarray(grey_for_hashing(decode_for_hashing(image, data)))
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad data
         raise CorruptImage(f"the {image.format} image could not be decoded: {exc}") from exc
     wide, tall = hash_grids(grey)
     return ImageHashes(width=width, height=height, wide=wide, tall=tall)
 
 
-def _decode_source(image: Image.Image, data: bytes) -> Image.Image:
-    """The image to decode: a large progressive JPEG without its AC scans, which a 1/8-scale
-    decode does not use; any other image as it is."""
+def decode_for_hashing(image: Image.Image, data: bytes) -> Image.Image:
+    """Decode only the pixels the 9x8 grid needs: a JPEG at reduced scale (a large progressive
+    one from its DC scans alone, which is all a 1/8-scale decode reads), any other image whole.
+
+    `image` is `open_image(data)`.
+    """
     if image.format == "JPEG" and min(image.size) >= _JPEG_DC_ONLY_SIDE:
         reduced = dc_scans_only(data)
         if reduced is not None:
-            return Image.open(BytesIO(reduced))
+            image = Image.open(BytesIO(reduced))
+    if image.format == "JPEG":
+        image.draft("L" if image.mode in ("L", "RGB") else image.mode, (JPEG_DRAFT_SIDE, JPEG_DRAFT_SIDE))
+    image.load()
     return image
 
 
@@ -174,9 +180,7 @@ def oriented_size(image: Image.Image) -> tuple[int, int]:
 
 def grey_for_hashing(image: Image.Image) -> Image.Image:
     """The image as a viewer sees it, in 8-bit grey: first frame, EXIF orientation applied,
-    transparency flattened onto white. JPEGs are decoded at a reduced scale."""
-    if image.format == "JPEG":
-        image.draft("L" if image.mode in ("L", "RGB") else image.mode, (JPEG_DRAFT_SIDE, JPEG_DRAFT_SIDE))
+    transparency flattened onto white. Decodes it whole unless decode_for_hashing did."""
     image.load()
     ImageOps.exif_transpose(image, in_place=True)  # not a copy: that copies the pixels when upright
     if _has_transparency(image):

@@ -43,6 +43,8 @@ def parse_metadata(text: str | None) -> Metadata:
 
 def check_metadata(value: Metadata) -> Metadata:
     """Metadata given as an already parsed object: at most 16 KiB once written as JSON."""
+    if not value:  # most items of a hash batch carry none: no need to write it out
+        return value
     if len(json.dumps(value, separators=(",", ":")).encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")
     return value
