@@ -51,7 +51,7 @@ class DoppelService:
     ) -> tuple[ImageRecord, list[Match]]:
         """Store a new image; also return its matches among the images stored before it."""
         upload = self.hash_upload(data)
-        new = self._new_image(upload, image_id=check_image_id(image_id) if image_id is not None else new_image_id(), metadata=metadata)
+        new = self._new_image(upload, image_id=self._id_or_new(image_id), metadata=metadata)
         duplicates = self.search_hash(upload.hashes.dhash, max_distance=max_distance)
         (record,) = self.store.add([new])
         self.index.add([record.key], [record.dhash])
@@ -82,7 +82,7 @@ class DoppelService:
         for index, item in enumerate(items):
             try:
                 new = NewImage(
-                    id=self._batch_id(item.id),
+                    id=self._id_or_new(item.id),
                     dhash=parse_hash(item.hash),
                     width=None,
                     height=None,
@@ -110,7 +110,7 @@ class DoppelService:
             for index, (item, hashed) in enumerate(zip(files, hashing, strict=True)):
                 try:
                     upload = hashed.result()  # raises the file's hashing error
-                    new = self._new_image(upload, image_id=self._batch_id(item.id), metadata=parse_metadata(item.metadata))
+                    new = self._new_image(upload, image_id=self._id_or_new(item.id), metadata=parse_metadata(item.metadata))
                     indexed.append((index, new))
                 except DoppelError as exc:
                     faults.append(ItemFault(index, item.id, exc))
@@ -202,7 +202,8 @@ class DoppelService:
             raise BatchRejected(sorted(faults, key=lambda fault: fault.index))
 
     @staticmethod
-    def _batch_id(image_id: str | None) -> str:
+    def _id_or_new(image_id: str | None) -> str:
+        """The client's id, checked, or a new one when the client gave none."""
         return new_image_id() if image_id is None else check_image_id(image_id)
 
     @staticmethod
