@@ -55,16 +55,21 @@ def comparable(path: Path) -> bool:
 
 
 def time_set(paths: list[Path], repeats: int) -> dict[str, list[float]]:
-    """Median seconds per image and method; the methods take turns on each image, in rotation."""
+    """Median seconds per image and method; the methods take turns on each image, in rotation.
+
+    Each timed call follows an untimed call of the same method on the same image. Otherwise a
+    call's cost depends on the one before: glibc maps large blocks fresh from the kernel, and
+    whether ours must fault in ~40 MB anew depends on what the reference freed just before
+    (measured: our hash of a large progressive JPEG 1.7x its decode after the reference's call,
+    1.1x after its own, which is what a server that only hashes sees).
+    """
     datas = [p.read_bytes() for p in paths]
-    for data in datas:  # warm-up: imports, caches
-        for method in METHODS.values():
-            method(data)
     samples: dict[str, list[list[float]]] = {name: [[] for _ in datas] for name in METHODS}
     names = list(METHODS)
     for repeat in range(repeats):
         for n, data in enumerate(datas):
             for name in names[repeat % 3 :] + names[: repeat % 3]:
+                METHODS[name](data)
                 samples[name][n].append(timed(lambda: METHODS[name](data)))  # noqa: B023
     return {name: [statistics.median(s) for s in per_image] for name, per_image in samples.items()}
 

@@ -234,3 +234,9 @@ def test_size_limits(tmp_path) -> None:  # type: ignore[no-untyped-def]
         # the batch route's larger limit does not leak to the single upload
         assert upload(client, big).status_code == 413
         assert post_files(client, [small, small]).status_code == 201
+
+
+def test_openapi_documents_both_bodies(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/images/batch"]["post"]
+    assert set(operation["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
+    assert {"201", "409", "413", "415", "422"} <= set(operation["responses"])

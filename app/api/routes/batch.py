@@ -15,6 +15,7 @@ from app.api.schemas import (
     BatchCreatedOut,
     BatchIn,
     BatchOut,
+    ErrorOut,
     ImageCreated,
     ImageOut,
     matches_out,
@@ -59,6 +60,15 @@ _REQUEST_BODY: dict[str, Any] = {
     status_code=status.HTTP_201_CREATED,
     response_model=BatchOut | BatchCreatedOut,
     openapi_extra=_REQUEST_BODY,
+    responses={
+        code: {"model": ErrorOut, "description": why}
+        for code, why in (
+            (409, "Ids already stored; nothing stored."),
+            (413, "The body, or files in it, over the limits; nothing stored."),
+            (415, "Not JSON or multipart, or files that are not images; nothing stored."),
+            (422, "Bad or damaged items, or refusals of several kinds; nothing stored."),
+        )
+    },
 )
 async def add_batch(request: Request, service: ServiceDep, settings: SettingsDep) -> BatchOut | BatchCreatedOut:
     """Add many images in one transaction, all or nothing: up to 10,000 hashes computed elsewhere
