@@ -1,9 +1,10 @@
-"""Lanczos downscaling of a grey image to the two tiny grids the hashes are read from.
+"""Lanczos downscaling of a grey image to the tiny grids the hashes are read from.
 
 Pillow's `resize((9, 8), LANCZOS)` walks every source pixel once per output column, in scalar
 code: on a 16-megapixel photo the two resizes a hash needs cost more than 100 ms. Written as one
 matrix product per pass (`grey @ weights`), the same weights run through BLAS for both grids at
-once, about 8x faster. The weights are Pillow's (Lanczos-3, support scaled by the shrink factor,
+once, about 8x faster; another grid (say the 32x32 of a DCT hash) rides the same pass for a
+few more columns (`lanczos_grids`). The weights are Pillow's (Lanczos-3, support scaled by the shrink factor,
 normalised, rounded to its 22-bit fixed point) and the first pass is rounded to 8 bits as Pillow
 does, so the hashes match Pillow's on real photos. Float arithmetic can move a value by one where
 Pillow's rounding sits on a tie, and Pillow resizes some tall images vertically first, which
@@ -24,26 +25,37 @@ _ROW_BLOCK = 512
 
 
 def hash_grids(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The uint8 image (rows x cols) resized to 9x8 and to 8x9 with Lanczos: arrays of 8x9 and 9x8.
+    """The uint8 image (rows x cols) resized to 9x8 and to 8x9 with Lanczos: arrays of 8x9 and 9x8."""
+    wide, tall = lanczos_grids(grey, (WIDE, TALL))
+    return wide, tall
+
+
+def lanczos_grids(grey: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
+    """The uint8 image (rows x cols) resized with Lanczos to each (width, height) of `sizes`, as
+    uint8 arrays of height x width: one pass over the pixels for all of them.
 
     Horizontal pass first, rounded to 8 bits, then the vertical pass, as Pillow's two-pass resize.
     """
     height, width = grey.shape
-    across = _across_weights(width)
-    rows = np.empty((height, WIDE[0] + TALL[0]), dtype=np.float32)
+    across = _across_weights(width, tuple(w for w, _ in sizes))
+    rows = np.empty((height, across.shape[1]), dtype=np.float32)
     for start in range(0, height, _ROW_BLOCK):
         block = grey[start : start + _ROW_BLOCK].astype(np.float32)
         np.matmul(block, across, out=rows[start : start + _ROW_BLOCK])
     rows = _round8(rows)
-    wide = lanczos_weights(height, WIDE[1]).T @ rows[:, : WIDE[0]]
-    tall = lanczos_weights(height, TALL[1]).T @ rows[:, WIDE[0] :]
-    return _round8(wide).astype(np.uint8), _round8(tall).astype(np.uint8)
+    grids = []
+    first = 0
+    for out_width, out_height in sizes:
+        grid = lanczos_weights(height, out_height).T @ rows[:, first : first + out_width]
+        grids.append(_round8(grid).astype(np.uint8))
+        first += out_width
+    return grids
 
 
 @lru_cache(maxsize=256)
-def _across_weights(width: int) -> np.ndarray:
-    """The horizontal weights of both grids side by side, so one product serves both."""
-    return _read_only(np.concatenate((lanczos_weights(width, WIDE[0]), lanczos_weights(width, TALL[0])), axis=1))
+def _across_weights(width: int, out_widths: tuple[int, ...]) -> np.ndarray:
+    """The horizontal weights of every grid side by side, so one product serves them all."""
+    return _read_only(np.concatenate([lanczos_weights(width, out) for out in out_widths], axis=1))
 
 
 @lru_cache(maxsize=256)

@@ -6,7 +6,7 @@ from helpers import make_photo, needs_shared, shared_files
 from PIL import Image
 
 from app.hashing import grey_for_hashing, horizontal_bits, open_image, vertical_bits
-from app.resample import TALL, WIDE, hash_grids, lanczos_weights
+from app.resample import TALL, WIDE, hash_grids, lanczos_grids, lanczos_weights
 
 
 def pillow_grids(grey: Image.Image) -> tuple[np.ndarray, np.ndarray]:
@@ -48,3 +48,11 @@ def test_each_output_pixel_weights_sum_to_one(in_size: int, out_size: int) -> No
     assert weights.shape == (in_size, out_size)
     assert np.allclose(weights.sum(axis=0), 1.0, atol=1e-5)
     assert not weights.flags.writeable  # cached and shared between threads
+
+
+def test_other_grids_ride_the_same_pass() -> None:
+    grey = make_photo(3, (1200, 900)).convert("L")
+    wide, square, tall = lanczos_grids(np.asarray(grey), (WIDE, (32, 32), TALL))
+    assert np.array_equal(wide, hash_grids(np.asarray(grey))[0]) and tall.shape == (9, 8)
+    expected = np.asarray(grey.resize((32, 32), Image.Resampling.LANCZOS))
+    assert square.shape == (32, 32) and np.abs(square.astype(int) - expected).max() <= 1
