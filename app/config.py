@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         description="A dHash candidate is confirmed when its DCT hash is at most this far (bits).",
     )
     max_upload_bytes: int = Field(25 * MIB, ge=1, description="Largest accepted image file, in bytes.")
+    max_batch_bytes: int = Field(
+        256 * MIB, ge=1, description="Largest accepted POST /images/batch body (all files or JSON), in bytes."
+    )
     max_pixels: int = Field(
         100_000_000, ge=1, description="Largest accepted image, in pixels (width x height)."
     )

@@ -1,5 +1,7 @@
 """Domain errors. They know nothing of HTTP; app/api/errors.py maps them to status codes."""
 
+from dataclasses import dataclass
+
 from app.models import Match
 
 
@@ -52,3 +54,25 @@ class DuplicateImage(DoppelError):
     def __init__(self, matches: list[Match]) -> None:
         super().__init__(f"the image is a copy of {len(matches)} stored image(s); nothing was stored")
         self.matches = matches
+
+
+class UnsupportedBody(DoppelError):
+    """The request body is in a form the operation does not take (e.g. neither JSON nor multipart)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFault:
+    """Why one item of a batch is refused: its 0-based position, its id if it had one, the error."""
+
+    index: int
+    id: str | None
+    error: DoppelError
+
+
+class BatchRejected(DoppelError):
+    """Some items of a batch are refused, so none of the batch is stored."""
+
+    def __init__(self, faults: list[ItemFault]) -> None:
+        noun = "item is" if len(faults) == 1 else "items are"
+        super().__init__(f"{len(faults)} {noun} refused; nothing was stored")
+        self.faults = faults

@@ -4,6 +4,8 @@ Pure functions: bytes in, hashes out; no HTTP, no storage. The dHash follows ima
 (https://www.hackerfactor.com/blog/index.php?/archives/529-Kind-of-Like-That.html): grey,
 resize to 9x8 with Lanczos, one bit per pair of horizontal neighbours (left < right),
 packed row by row, most significant bit first, so `hash_hex` equals `str(imagehash.dhash(img))`.
+Only what the 9x8 grid needs is decoded (JPEG at reduced scale, progressive JPEG without its AC
+scans), and the resize is Pillow's Lanczos as matrix products (app/resample.py).
 """
 
 import re
@@ -12,10 +14,12 @@ from io import BytesIO
 
 import numpy as np
 import pillow_heif
-from scipy.fft import dctn
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy.fft import dctn
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
+from app.jpeg_dc import dc_scans_only
+from app.resample import TALL, WIDE, lanczos_grids
 
 pillow_heif.register_heif_opener()
 # Doppel checks the pixel count itself (before decoding) against its own setting.
@@ -26,6 +30,9 @@ _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 # JPEG can decode at 1/2, 1/4 or 1/8 scale. Asking for at least this many pixels on each side
 # keeps the 9x8 Lanczos result within a few bits of a full decode (measured on real photos).
 JPEG_DRAFT_SIDE = 128
+# Pillow's draft picks 1/8 when both sides are at least 8 times the asked side: then only the DC
+# coefficients are read, and a progressive file can skip its AC scans (app/jpeg_dc.py).
+_JPEG_DC_ONLY_SIDE = 8 * JPEG_DRAFT_SIDE
 DCT_SIDE = 32  # as imagehash.phash: 8 x its high-frequency factor 4
 _WHITE = (255, 255, 255, 255)
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
@@ -115,10 +122,9 @@ def dct_bits(dct_low: np.ndarray) -> int:
     return pack_bits(dct_low > 0)
 
 
-def low_frequencies(grey: Image.Image) -> np.ndarray:
+def low_frequencies(square: np.ndarray) -> np.ndarray:
     """The 8x8 lowest-frequency DCT-II coefficients of the image resized to 32x32 (as pHash)."""
-    pixels = np.asarray(grey.resize((DCT_SIDE, DCT_SIDE), Image.Resampling.LANCZOS), dtype=np.float64)
-    return dctn(pixels, type=2)[:8, :8]
+    return dctn(square.astype(np.float64), type=2)[:8, :8]
 
 
 def pack_bits(bits: np.ndarray) -> int:
@@ -150,7 +156,7 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
     decode) or ImageTooLarge (more than `max_pixels`, refused before the pixels are decoded).
     """
     image = open_image(data)
-    # Checked on the header's size before the orientation: reading a PNG's EXIF loads its pixels.
+    # From the header, before anything reads the pixels (for a PNG, even reading EXIF does).
     if image.width * image.height > max_pixels:
         raise ImageTooLarge(
             f"image is {image.width}x{image.height} = {image.width * image.height} pixels, "
@@ -158,13 +164,28 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
         )
     width, height = oriented_size(image)
     try:
-        grey = grey_for_hashing(image)
-        wide = np.asarray(grey.resize((9, 8), Image.Resampling.LANCZOS))
-        tall = np.asarray(grey.resize((8, 9), Image.Resampling.LANCZOS))
-        dct_low = low_frequencies(grey)
+        grey = np.asarray(grey_for_hashing(decode_for_hashing(image, data)))
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad data
         raise CorruptImage(f"the {image.format} image could not be decoded: {exc}") from exc
-    return ImageHashes(width=width, height=height, wide=wide, tall=tall, dct_low=dct_low)
+    # One pass over the pixels for the three grids.
+    wide, tall, square = lanczos_grids(grey, (WIDE, TALL, (DCT_SIDE, DCT_SIDE)))
+    return ImageHashes(width=width, height=height, wide=wide, tall=tall, dct_low=low_frequencies(square))
+
+
+def decode_for_hashing(image: Image.Image, data: bytes) -> Image.Image:
+    """Decode only the pixels the 9x8 grid needs: a JPEG at reduced scale (a large progressive
+    one from its DC scans alone, which is all a 1/8-scale decode reads), any other image whole.
+
+    `image` is `open_image(data)`.
+    """
+    if image.format == "JPEG" and min(image.size) >= _JPEG_DC_ONLY_SIDE:
+        reduced = dc_scans_only(data)
+        if reduced is not None:
+            image = Image.open(BytesIO(reduced))
+    if image.format == "JPEG":
+        image.draft("L" if image.mode in ("L", "RGB") else image.mode, (JPEG_DRAFT_SIDE, JPEG_DRAFT_SIDE))
+    image.load()
+    return image
 
 
 def open_image(data: bytes) -> Image.Image:
@@ -205,15 +226,13 @@ def oriented_size(image: Image.Image) -> tuple[int, int]:
 
 def grey_for_hashing(image: Image.Image) -> Image.Image:
     """The image as a viewer sees it, in 8-bit grey: first frame, EXIF orientation applied,
-    transparency flattened onto white. JPEGs are decoded at a reduced scale."""
-    if image.format == "JPEG":
-        image.draft("L" if image.mode in ("L", "RGB") else image.mode, (JPEG_DRAFT_SIDE, JPEG_DRAFT_SIDE))
+    transparency flattened onto white. Decodes it whole unless decode_for_hashing did."""
     image.load()
-    image = ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)  # not a copy: that copies the pixels when upright
     if image.mode in _HIGH_BIT_DEPTH_MODES:
         return _high_bit_depth_to_grey(image)
     if _has_transparency(image):
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")  # convert() to the same mode copies
         white = Image.new("RGBA", rgba.size, _WHITE)
         return Image.alpha_composite(white, rgba).convert("L")
     return image if image.mode == "L" else image.convert("L")

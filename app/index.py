@@ -37,6 +37,7 @@ class HammingIndex:
         if len(ids) == 0:
             return
         codes = hashes_to_codes(np.asarray(hashes, dtype=np.uint64))
+        _one_openmp_thread()
         with self._lock.writing():
             self._index.add_with_ids(codes, ids)
 
@@ -45,6 +46,7 @@ class HammingIndex:
         if not keys:
             return
         selector = faiss.IDSelectorBatch(np.asarray(keys, dtype=np.int64))
+        _one_openmp_thread()
         with self._lock.writing():
             self._index.remove_ids(selector)
 
@@ -52,12 +54,24 @@ class HammingIndex:
         """For each query hash, the (key, distance) pairs with distance <= max_distance (inclusive)."""
         queries = hashes_to_codes(np.asarray(hashes, dtype=np.uint64))
         radius = max_distance + 1  # faiss range_search keeps distances strictly below the radius
+        _one_openmp_thread()
         with self._lock.reading():
             limits, distances, ids = self._index.range_search(queries, radius)
         return [
             list(zip(ids[limits[q] : limits[q + 1]].tolist(), distances[limits[q] : limits[q + 1]].tolist()))
             for q in range(len(hashes))
         ]
+
+
+def _one_openmp_thread() -> None:
+    """Make faiss run single-threaded in the calling thread.
+
+    The request threads already use the cores, and OpenMP's thread count is a setting of each
+    calling thread: set once at start-up, it leaves every request thread with a team of OpenMP
+    threads that spin while they wait (measured: 0.8 ms of CPU per search of 1,000 hashes).
+    Setting it costs nanoseconds, so it is set before every call.
+    """
+    faiss.omp_set_num_threads(1)
 
 
 class _ReadWriteLock:

@@ -13,8 +13,8 @@ class NewImage:
 
     id: str
     dhash: int
-    width: int
-    height: int
+    width: int | None  # None when only the dHash was given (hash-only batch): the size is unknown
+    height: int | None
     metadata: Metadata = field(default_factory=dict)
     # None when only the dHash was given (a hash-only batch)
     dhash_vertical: int | None = None  # orientation variants of a stored image need it
@@ -29,8 +29,8 @@ class ImageRecord:
     key: int
     id: str
     dhash: int
-    width: int
-    height: int
+    width: int | None
+    height: int | None
     created_at: str
     metadata: Metadata
     dhash_vertical: int | None = None
@@ -77,3 +77,21 @@ class Page:
 
     items: list[ImageRecord]
     next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HashItem:
+    """One image of a hash-only batch, as the client sent it (validated by the service)."""
+
+    hash: str  # the dHash as 16 hex digits
+    id: str | None = None  # generated when None
+    metadata: Metadata = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FileItem:
+    """One file of a batch upload, as the client sent it (validated by the service)."""
+
+    data: bytes
+    id: str | None = None  # generated when None
+    metadata: str | None = None  # JSON object text, as in a form field

@@ -1,17 +1,28 @@
 """Doppel's use cases: index, replace, delete and search images. Knows nothing of HTTP."""
 
 import hashlib
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 
-from app.errors import DuplicateImage, ImageNotFound
+from app.errors import (
+    BatchRejected,
+    DoppelError,
+    DuplicateImage,
+    ImageExists,
+    ImageNotFound,
+    ImageTooLarge,
+    InvalidInput,
+    ItemFault,
+)
 from app.hashing import ImageHashes, Signature, hamming, hash_image_bytes
 from app.index import HammingIndex
-from app.models import ImageRecord, Match, Metadata, NewImage, Orientation, Page
+from app.models import FileItem, HashItem, ImageRecord, Match, Metadata, NewImage, Orientation, Page
 from app.orientation import variants_of_hashes, variants_of_image
 from app.store import ImageStore
-from app.validation import check_image_id, new_image_id
+from app.validation import check_image_id, check_metadata, new_image_id, parse_hash, parse_metadata
 
 REBUILD_BATCH = 100_000
 RESOLVE_CHUNK = 256
@@ -99,9 +110,7 @@ class DoppelService:
         DuplicateImage and nothing is stored.
         """
         upload = self.hash_upload(data)
-        new = self._new_image(
-            upload, image_id=new_image_id() if image_id is None else check_image_id(image_id), metadata=metadata
-        )
+        new = self._new_image(upload, image_id=self._id_or_new(image_id), metadata=metadata)
         query = query_of_upload(upload)
         # Under the write lock: two copies sent at once cannot both pass the check.
         with self._write_lock:
@@ -132,6 +141,63 @@ class DoppelService:
             self.index.add([record.key], [record.dhash])
         duplicates = self.find(query_of_upload(upload), options or SearchOptions(), exclude_key=record.key)
         return record, old is None, duplicates
+
+    def add_hashes(self, items: list[HashItem]) -> list[ImageRecord]:
+        """Store images known by their dHash alone, in one transaction, all or nothing.
+
+        Raises BatchRejected naming every refused item (bad hash, id or metadata; an id given
+        twice or already stored); then nothing is stored.
+        """
+        indexed: list[tuple[int, NewImage]] = []
+        faults: list[ItemFault] = []
+        for index, item in enumerate(items):
+            try:
+                new = NewImage(
+                    id=self._id_or_new(item.id),
+                    dhash=parse_hash(item.hash),
+                    width=None,
+                    height=None,
+                    metadata=check_metadata(item.metadata),
+                )
+                indexed.append((index, new))
+            except DoppelError as exc:
+                faults.append(ItemFault(index, item.id, exc))
+        with self._write_lock:
+            return self._store_batch(indexed, faults)
+
+    def add_files(
+        self, files: list[FileItem], *, max_file_bytes: int, options: SearchOptions | None = None
+    ) -> list[tuple[ImageRecord, list[Match]]]:
+        """Store uploaded files in one transaction, all or nothing, each with its matches among
+        the images stored before it, the earlier files of the batch included.
+
+        The files are hashed on every core at once. Raises BatchRejected naming every refused
+        file (over `max_file_bytes`, not an image, damaged, bad id or metadata, id taken).
+        """
+        options = options or SearchOptions()
+        indexed: list[tuple[int, NewImage]] = []
+        queries: list[Query] = []
+        faults: list[ItemFault] = []
+        with ThreadPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1) or 1) as pool:
+            # Pillow and numpy release the GIL while they decode and resize, so threads use every core.
+            hashing = [pool.submit(self._hash_file, item.data, max_file_bytes) for item in files]
+            for index, (item, hashed) in enumerate(zip(files, hashing, strict=True)):
+                try:
+                    upload = hashed.result()  # raises the file's hashing error
+                    metadata = parse_metadata(item.metadata)
+                    indexed.append((index, self._new_image(upload, image_id=self._id_or_new(item.id), metadata=metadata)))
+                    queries.append(query_of_upload(upload))
+                except DoppelError as exc:
+                    faults.append(ItemFault(index, item.id, exc))
+        with self._write_lock:
+            earlier = [self.find(query, options) for query in queries]
+            records = self._store_batch(indexed, faults)
+        results = []
+        for n, record in enumerate(records):
+            matches = earlier[n] + self._match_among(queries[n], records[:n], options)
+            matches.sort(key=_match_order)
+            results.append((record, matches[: options.limit]))
+        return results
 
     def get(self, image_id: str) -> ImageRecord:
         record = self.store.get(image_id)
@@ -220,6 +286,50 @@ class DoppelService:
         matches.sort(key=_match_order)
         return matches[: options.limit]
 
+    def _hash_file(self, data: bytes, max_bytes: int) -> Upload:
+        if len(data) > max_bytes:
+            raise ImageTooLarge(f"the file is over the upload limit of {max_bytes} bytes")
+        return self.hash_upload(data)
+
+    def _store_batch(self, indexed: list[tuple[int, NewImage]], faults: list[ItemFault]) -> list[ImageRecord]:
+        """Store the images of a batch (store first, then index), or raise BatchRejected.
+        The caller holds the write lock."""
+        self._refuse(faults + _repeated_ids(indexed))
+        try:
+            records = self.store.add([new for _, new in indexed])
+        except ImageExists as exc:
+            taken = set(exc.image_ids)
+            self._refuse([ItemFault(i, new.id, ImageExists([new.id])) for i, new in indexed if new.id in taken])
+            raise
+        self.index.add([r.key for r in records], [r.dhash for r in records])
+        return records
+
+    def _match_among(self, query: Query, records: list[ImageRecord], options: SearchOptions) -> list[Match]:
+        """`find` over a few records in hand (the earlier files of a batch) instead of the index."""
+        max_distance = self.max_distance if options.max_distance is None else options.max_distance
+        variants = query.variants if options.all_orientations else {ORIGINAL: query.variants[ORIGINAL]}
+        matches = []
+        for record in records:
+            # the first of equally near variants: ORIGINAL comes first
+            distance, orientation = min(
+                ((hamming(v.dhash, record.dhash), o) for o, v in variants.items()), key=lambda pair: pair[0]
+            )
+            if distance <= max_distance:
+                match = _match(record, distance, variants[orientation].dct, orientation, query.sha256)
+                if not options.confirm or _confirmed(match, self.confirm_distance):
+                    matches.append(match)
+        return matches
+
+    @staticmethod
+    def _refuse(faults: list[ItemFault]) -> None:
+        if faults:
+            raise BatchRejected(sorted(faults, key=lambda fault: fault.index))
+
+    @staticmethod
+    def _id_or_new(image_id: str | None) -> str:
+        """The client's id, checked, or a new one when the client gave none."""
+        return new_image_id() if image_id is None else check_image_id(image_id)
+
     @staticmethod
     def _new_image(upload: Upload, *, image_id: str, metadata: Metadata) -> NewImage:
         return NewImage(
@@ -253,3 +363,15 @@ def _confirmed(match: Match, confirm_distance: int) -> bool:
 
 def _match_order(match: Match) -> tuple[int, str]:
     return match.distance, match.record.id
+
+
+def _repeated_ids(indexed: list[tuple[int, NewImage]]) -> list[ItemFault]:
+    """A fault for every item whose id an earlier item of the same batch already has."""
+    first: dict[str, int] = {}
+    faults = []
+    for index, new in indexed:
+        if new.id in first:
+            faults.append(ItemFault(index, new.id, InvalidInput(f"id {new.id!r} is also given to item {first[new.id]}")))
+        else:
+            first[new.id] = index
+    return faults

@@ -52,6 +52,8 @@ def parse_metadata(text: str | None) -> Metadata:
 def check_metadata(value: Metadata) -> Metadata:
     """Metadata as a parsed object: at most 16 KiB once written as JSON, at most 32 levels deep,
     finite numbers and valid Unicode only, so that it can always be written back as JSON."""
+    if not value:  # most items of a hash batch carry none: no need to write it out
+        return value
     _check_json_values(value)
     try:
         encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

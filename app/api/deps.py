@@ -8,12 +8,14 @@ from app.config import Settings
 from app.service import DoppelService
 
 
-def get_service(request: Request) -> DoppelService:
+# `async def` although they do not await: FastAPI runs a sync dependency on its thread pool, a
+# thread hop per dependency per request (measured: 0.4 ms of CPU on every request).
+async def get_service(request: Request) -> DoppelService:
     service: DoppelService = request.app.state.service
     return service
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -22,7 +22,10 @@ STATUS_OF: dict[type[errors.DoppelError], int] = {
     errors.ImageNotFound: 404,
     errors.ImageExists: 409,
     errors.DuplicateImage: 409,
+    errors.UnsupportedBody: 415,
 }
+# A batch refused for items of different kinds (say one damaged file, one taken id).
+MIXED_BATCH_STATUS = 422
 
 # What each error status means, for the OpenAPI schema. Every error body is {"detail": ...}.
 ERROR_MEANING: dict[int, str] = {
@@ -51,9 +54,24 @@ def status_of(exc: errors.DoppelError) -> int:
     return 500
 
 
+def batch_status(exc: errors.BatchRejected) -> int:
+    """The status its items share (409 when every refused item has a taken id), else 422."""
+    statuses = {status_of(fault.error) for fault in exc.faults}
+    return statuses.pop() if len(statuses) == 1 else MIXED_BATCH_STATUS
+
+
+def batch_detail(exc: errors.BatchRejected) -> list[dict[str, object]]:
+    """One entry per refused item: where it is in the request, its id, its own status and why."""
+    return [
+        {"index": f.index, "id": f.id, "status": status_of(f.error), "reason": f.error.detail} for f in exc.faults
+    ]
+
+
 def register_exception_handlers(app: FastAPI) -> None:
     async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, errors.DoppelError)
+        if isinstance(exc, errors.BatchRejected):
+            return JSONResponse({"detail": batch_detail(exc)}, status_code=batch_status(exc))
         body: dict[str, object] = {"detail": exc.detail}
         if isinstance(exc, errors.DuplicateImage):
             body["matches"] = [MatchOut.of(m).model_dump(mode="json") for m in exc.matches]
@@ -76,7 +94,13 @@ def register_exception_handlers(app: FastAPI) -> None:
 
 
 def allowed_methods(app: FastAPI, request: Request) -> list[str]:
-    """The methods some route answers at the request's path."""
+    """The methods some route answers at the request's path. A path written out in full (like
+    /images/batch) speaks for itself: the routes with a parameter there (/images/{image_id}) do
+    not add their methods to it."""
+    written_out = app.openapi()["paths"].get(request.url.path)
+    if written_out is not None:
+        return [method for method in _METHODS if method.lower() in written_out]
+
     def answers(method: str) -> bool:
         scope = {**request.scope, "method": method}
         return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)

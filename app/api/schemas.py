@@ -18,8 +18,8 @@ class ImageOut(BaseModel):
         description="DCT hash: signs of the 8x8 lowest DCT frequencies of the 32x32 grey image; "
         "null for hash-only records."
     )
-    width: int
-    height: int
+    width: int | None = Field(description="Pixels, as displayed; null for an image added by its hash alone.")
+    height: int | None = Field(description="Pixels, as displayed; null for an image added by its hash alone.")
     created_at: str = Field(description="When the record was committed, ISO 8601 UTC.")
     metadata: dict[str, Any]
 
@@ -121,4 +121,29 @@ class DuplicateOut(BaseModel):
     detail: str
     matches: list[MatchOut] = Field(
         default_factory=list, description="The stored images a refused copy copies; empty for an existing id."
+    )
+
+
+MAX_BATCH_ITEMS = 10_000  # hashes in one JSON batch
+MAX_BATCH_FILES = 100  # files in one multipart batch
+
+
+class BatchItemIn(BaseModel):
+    id: str | None = Field(None, description="Your id for the image, 1-256 characters; generated when absent.")
+    hash: str = Field(description="The dHash as 16 hex digits, e.g. str(imagehash.dhash(img)).")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="A JSON object of at most 16 KiB.")
+
+
+class BatchIn(BaseModel):
+    items: list[BatchItemIn] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+class BatchOut(BaseModel):
+    items: list[ImageOut] = Field(description="The stored records, in the order of the request.")
+
+
+class BatchCreatedOut(BaseModel):
+    items: list[ImageCreated] = Field(
+        description="The stored records in the order of the files, each with its matches among the "
+        "images stored before it, earlier files of the batch included."
     )

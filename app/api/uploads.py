@@ -22,21 +22,24 @@ def read_upload(file: UploadFile, *, max_bytes: int) -> bytes:
 class BodySizeLimit:
     """ASGI middleware refusing request bodies over `max_bytes` with 413, before they are held.
 
+    `path_limits` gives other limits to the paths that take larger bodies (the batch upload).
     A declared Content-Length over the limit is refused without reading the body; a body that
     streams past the limit stops being read at that point.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        detail = f"the request body is over the limit of {self.max_bytes} bytes"
+        max_bytes = self.path_limits.get(scope["path"], self.max_bytes)
+        detail = f"the request body is over the limit of {max_bytes} bytes"
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declared.isdigit() and int(declared) > max_bytes:
             await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
             return
         received = 0
@@ -45,7 +48,7 @@ class BodySizeLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
+            if received > max_bytes:
                 # An HTTPException passes through the form parser to FastAPI's JSON handler.
                 raise HTTPException(status_code=413, detail=detail)
             return message

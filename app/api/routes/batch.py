@@ -1,0 +1,148 @@
+"""/images/batch: add many images in one transaction, by hash (JSON) or by file (multipart)."""
+
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+
+from app.api.deps import ServiceDep, SettingsDep
+from app.api.params import SearchOptionsDep
+from app.api.schemas import (
+    MAX_BATCH_FILES,
+    BatchCreatedOut,
+    BatchIn,
+    BatchOut,
+    ErrorOut,
+    ImageCreated,
+    ImageOut,
+    matches_out,
+)
+from app.errors import InvalidInput, UnsupportedBody
+from app.models import FileItem, HashItem
+
+router = APIRouter(prefix="/images", tags=["images"])
+
+# The route reads its body itself (JSON or multipart), so OpenAPI is told both shapes here.
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": BatchIn.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "id": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "None, or one per file in the same order (empty: generate one).",
+                        },
+                        "metadata": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "None, or one JSON object per file in the same order (empty: {}).",
+                        },
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BatchOut | BatchCreatedOut,
+    openapi_extra=_REQUEST_BODY,
+    responses={
+        code: {"model": ErrorOut, "description": why}
+        for code, why in (
+            (409, "Ids already stored; nothing stored."),
+            (413, "The body, or files in it, over the limits; nothing stored."),
+            (415, "Not JSON or multipart, or files that are not images; nothing stored."),
+            (422, "Bad or damaged items, or refusals of several kinds; nothing stored."),
+        )
+    },
+)
+async def add_batch(
+    request: Request, service: ServiceDep, settings: SettingsDep, options: SearchOptionsDep
+) -> BatchOut | BatchCreatedOut:
+    """Add many images in one transaction, all or nothing: up to 10,000 hashes computed elsewhere
+    (JSON `{"items": [{"id", "hash", "metadata"}]}`) or up to 100 files (multipart `file` parts,
+    with optional `id` and `metadata` parts, one per file). Any refused item refuses the batch,
+    naming each item at fault. The search parameters shape each file's `duplicates`."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type == "application/json":
+        items = _hash_items(await request.body())
+        records = await run_in_threadpool(service.add_hashes, items)
+        return BatchOut(items=[ImageOut.of(record) for record in records])
+    if media_type == "multipart/form-data":
+        form = await _read_form(request)
+        try:
+            files = await _file_items(form, max_bytes=settings.max_upload_bytes)
+        finally:
+            await form.close()
+        results = await run_in_threadpool(
+            lambda: service.add_files(files, max_file_bytes=settings.max_upload_bytes, options=options)
+        )
+        return BatchCreatedOut(
+            items=[ImageCreated(**ImageOut.of(r).model_dump(), duplicates=matches_out(d)) for r, d in results]
+        )
+    raise UnsupportedBody("send application/json (hashes) or multipart/form-data (files)")
+
+
+def _hash_items(body: bytes) -> list[HashItem]:
+    try:
+        batch = BatchIn.model_validate_json(body)
+    except ValidationError as exc:  # reported like any other body FastAPI validates: 422, with the item's index
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        ) from exc
+    return [HashItem(hash=item.hash, id=item.id, metadata=item.metadata) for item in batch.items]
+
+
+async def _read_form(request: Request) -> FormData:
+    try:
+        return await request.form(max_files=MAX_BATCH_FILES, max_fields=2 * MAX_BATCH_FILES)
+    except HTTPException as exc:
+        if exc.status_code != status.HTTP_400_BAD_REQUEST:  # 413 from the body size limit stays 413
+            raise
+        raise InvalidInput(f"the multipart body was refused: {exc.detail}") from exc
+
+
+async def _file_items(form: FormData, *, max_bytes: int) -> list[FileItem]:
+    """The `file` parts with their `id` and `metadata` parts, paired by order."""
+    files = form.getlist("file")
+    if not files:
+        raise InvalidInput("a multipart batch needs at least one `file` part")
+    if not all(isinstance(file, UploadFile) for file in files):
+        raise InvalidInput("every `file` part must be a file")
+    ids = _parallel_fields(form, "id", len(files))
+    metadata = _parallel_fields(form, "metadata", len(files))
+    # Read one byte past the limit at most: the service refuses that file as too large.
+    return [
+        FileItem(data=await file.read(max_bytes + 1), id=image_id, metadata=meta)  # type: ignore[union-attr]
+        for file, image_id, meta in zip(files, ids, metadata, strict=True)
+    ]
+
+
+def _parallel_fields(form: FormData, name: str, count: int) -> list[str | None]:
+    """A text part per file, in the files' order (an empty one means none), or no such part at all."""
+    values = form.getlist(name)
+    if not values:
+        return [None] * count
+    if not all(isinstance(value, str) for value in values):
+        raise InvalidInput(f"`{name}` parts must be text, not files")
+    if len(values) != count:
+        raise InvalidInput(
+            f"give one `{name}` text part per `file` part ({count}, empty for none) or none at all, "
+            f"not {len(values)}"
+        )
+    return [value or None for value in values]  # type: ignore[misc]
