@@ -111,10 +111,11 @@ class DoppelService:
         """
         upload = self.hash_upload(data)
         new = self._new_image(upload, image_id=self._id_or_new(image_id), metadata=metadata)
-        query = query_of_upload(upload)
+        options = options or SearchOptions()
+        query = query_of_upload(upload, all_orientations=options.all_orientations)
         # Under the write lock: two copies sent at once cannot both pass the check.
         with self._write_lock:
-            duplicates = self.find(query, options or SearchOptions())
+            duplicates = self.find(query, options)
             if on_duplicate is OnDuplicate.REJECT and duplicates:
                 raise DuplicateImage(duplicates)
             if on_duplicate is OnDuplicate.REJECT_EXACT:
@@ -139,7 +140,9 @@ class DoppelService:
             if old is not None:
                 self.index.remove([old.key])
             self.index.add([record.key], [record.dhash])
-        duplicates = self.find(query_of_upload(upload), options or SearchOptions(), exclude_key=record.key)
+        options = options or SearchOptions()
+        query = query_of_upload(upload, all_orientations=options.all_orientations)
+        duplicates = self.find(query, options, exclude_key=record.key)
         return record, old is None, duplicates
 
     def add_hashes(self, items: list[HashItem]) -> list[ImageRecord]:
@@ -186,7 +189,7 @@ class DoppelService:
                     upload = hashed.result()  # raises the file's hashing error
                     metadata = parse_metadata(item.metadata)
                     indexed.append((index, self._new_image(upload, image_id=self._id_or_new(item.id), metadata=metadata)))
-                    queries.append(query_of_upload(upload))
+                    queries.append(query_of_upload(upload, all_orientations=options.all_orientations))
                 except DoppelError as exc:
                     faults.append(ItemFault(index, item.id, exc))
         with self._write_lock:
@@ -223,7 +226,7 @@ class DoppelService:
     def search(self, data: bytes, *, options: SearchOptions) -> tuple[Upload, list[Match]]:
         """The query file's hashes and the stored images that match it."""
         upload = self.hash_upload(data)
-        return upload, self.find(query_of_upload(upload), options)
+        return upload, self.find(query_of_upload(upload, all_orientations=options.all_orientations), options)
 
     def search_hash(self, signature: Signature, *, options: SearchOptions) -> list[Match]:
         """The same search for hashes computed elsewhere (only the dHash is required)."""
@@ -344,8 +347,12 @@ class DoppelService:
         )
 
 
-def query_of_upload(upload: Upload) -> Query:
-    return Query(variants_of_image(upload.hashes), sha256=upload.sha256)
+def query_of_upload(upload: Upload, *, all_orientations: bool = True) -> Query:
+    """The query for an uploaded file: with every orientation's hashes, or (cheaper, when the
+    search will not turn it) only the original's."""
+    if all_orientations:
+        return Query(variants_of_image(upload.hashes), sha256=upload.sha256)
+    return Query({ORIGINAL: upload.hashes.signature}, sha256=upload.sha256)
 
 
 def _match(
