@@ -2,9 +2,9 @@
 matching accuracy on a folder of images."""
 
 import argparse
-from pathlib import Path
 import ipaddress
 import logging
+from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
@@ -89,6 +89,8 @@ def run_evaluation(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(format_report(report, confirm_distance=settings.confirm_distance))
     return 0
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` is reachable only from this machine."""
     if host == "localhost":

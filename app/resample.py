@@ -24,12 +24,6 @@ _LANCZOS_LOBES = 3
 _ROW_BLOCK = 512
 
 
-def hash_grids(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The uint8 image (rows x cols) resized to 9x8 and to 8x9 with Lanczos: arrays of 8x9 and 9x8."""
-    wide, tall = lanczos_grids(grey, (WIDE, TALL))
-    return wide, tall
-
-
 def lanczos_grids(grey: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
     """The uint8 image (rows x cols) resized with Lanczos to each (width, height) of `sizes`, as
     uint8 arrays of height x width: one pass over the pixels for all of them.

@@ -248,7 +248,8 @@ class DoppelService:
         variants = query.variants if options.all_orientations else {ORIGINAL: query.variants[ORIGINAL]}
         best: dict[int, tuple[int, Orientation]] = {}
         # variants come ORIGINAL first, so an equally near original beats a turned variant
-        for orientation, hits in zip(variants, self.index.search([v.dhash for v in variants.values()], max_distance=max_distance)):
+        results = self.index.search([v.dhash for v in variants.values()], max_distance=max_distance)
+        for orientation, hits in zip(variants, results, strict=True):
             for key, distance in hits:
                 if key != exclude_key and (key not in best or distance < best[key][0]):
                     best[key] = (distance, orientation)

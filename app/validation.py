@@ -64,8 +64,6 @@ def check_metadata(value: Metadata) -> Metadata:
     return value
 
 
-def parse_optional_hash(text: str | None) -> int | None:
-    return None if text is None else parse_hash(text)
 def _check_json_values(value: object) -> None:
     # A loop, not recursion: the nesting depth is what is being checked.
     pending = [(value, 1)]
@@ -82,6 +80,11 @@ def _check_json_values(value: object) -> None:
 
 def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not allowed in JSON")
+
+
+def parse_optional_hash(text: str | None) -> int | None:
+    """A hash that may be absent (None), else as parse_hash."""
+    return None if text is None else parse_hash(text)
 
 
 def parse_hash(text: str) -> int:

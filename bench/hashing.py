@@ -22,9 +22,8 @@ from pathlib import Path
 
 import imagehash
 from PIL import Image
-from threadpoolctl import threadpool_limits
-
 from support import REPO, shared_images, timed
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(REPO))
 from app.hashing import decode_for_hashing, hamming, hash_image_bytes, open_image  # noqa: E402

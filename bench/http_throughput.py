@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
-
 from support import Server, doppel, shared_images
 
 CLIENTS = 4

@@ -23,7 +23,6 @@ from pathlib import Path
 import faiss
 import httpx
 import numpy as np
-
 from support import REPO, doppel, median_ms, shared_images, timed
 
 sys.path.insert(0, str(REPO))

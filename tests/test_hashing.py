@@ -13,8 +13,8 @@ from app.hashing import (
     hamming,
     hash_hex,
     hash_image_bytes,
-    oriented_size,
     open_image,
+    oriented_size,
     parse_hash_hex,
 )
 

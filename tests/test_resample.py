@@ -6,7 +6,7 @@ from helpers import make_photo, needs_shared, shared_files
 from PIL import Image
 
 from app.hashing import grey_for_hashing, horizontal_bits, open_image, vertical_bits
-from app.resample import TALL, WIDE, hash_grids, lanczos_grids, lanczos_weights
+from app.resample import TALL, WIDE, lanczos_grids, lanczos_weights
 
 
 def pillow_grids(grey: Image.Image) -> tuple[np.ndarray, np.ndarray]:
@@ -19,7 +19,7 @@ def pillow_grids(grey: Image.Image) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("size", [(640, 480), (1203, 907), (333, 777), (9, 8), (20, 15), (3, 2), (1, 1), (4000, 3)])
 def test_grids_are_pillows_within_one_level(size: tuple[int, int]) -> None:
     grey = make_photo(2, size).convert("L")
-    wide, tall = hash_grids(np.asarray(grey))
+    wide, tall = lanczos_grids(np.asarray(grey), (WIDE, TALL))
     expected_wide, expected_tall = pillow_grids(grey)
     assert wide.shape == (8, 9) and tall.shape == (9, 8)
     assert wide.dtype == np.uint8 and tall.dtype == np.uint8
@@ -35,7 +35,7 @@ def test_real_images_mostly_hash_as_with_pillows_resize() -> None:
     same = 0
     for path in files:
         grey = grey_for_hashing(open_image(path.read_bytes()))
-        wide, tall = hash_grids(np.asarray(grey))
+        wide, tall = lanczos_grids(np.asarray(grey), (WIDE, TALL))
         expected_wide, expected_tall = pillow_grids(grey)
         same += horizontal_bits(wide) == horizontal_bits(expected_wide)
         same += vertical_bits(tall) == vertical_bits(expected_tall)
@@ -53,6 +53,6 @@ def test_each_output_pixel_weights_sum_to_one(in_size: int, out_size: int) -> No
 def test_other_grids_ride_the_same_pass() -> None:
     grey = make_photo(3, (1200, 900)).convert("L")
     wide, square, tall = lanczos_grids(np.asarray(grey), (WIDE, (32, 32), TALL))
-    assert np.array_equal(wide, hash_grids(np.asarray(grey))[0]) and tall.shape == (9, 8)
+    assert np.array_equal(wide, lanczos_grids(np.asarray(grey), (WIDE, TALL))[0]) and tall.shape == (9, 8)
     expected = np.asarray(grey.resize((32, 32), Image.Resampling.LANCZOS))
     assert square.shape == (32, 32) and np.abs(square.astype(int) - expected).max() <= 1
