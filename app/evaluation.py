@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from app.errors import DoppelError
+from app.hashing import has_transparency, on_white
 from app.index import HammingIndex
 from app.models import Match
 from app.service import DoppelService, SearchOptions, query_of_upload
@@ -137,10 +138,7 @@ def image_files(folder: Path) -> list[Path]:
 def viewed(data: bytes) -> Image.Image:
     """The image as a viewer shows it (orientation applied, transparency on white), in RGB."""
     image = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
-    return image.convert("RGB")
+    return (on_white(image) if has_transparency(image) else image).convert("RGB")
 
 
 def edited_copies(path: Path) -> list[EvalQuery]:

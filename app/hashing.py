@@ -230,11 +230,15 @@ def grey_for_hashing(image: Image.Image) -> Image.Image:
     ImageOps.exif_transpose(image, in_place=True)  # not a copy: that copies the pixels when upright
     if image.mode in _HIGH_BIT_DEPTH_MODES:
         return _high_bit_depth_to_grey(image)
-    if _has_transparency(image):
-        rgba = image if image.mode == "RGBA" else image.convert("RGBA")  # convert() to the same mode copies
-        white = Image.new("RGBA", rgba.size, _WHITE)
-        return Image.alpha_composite(white, rgba).convert("L")
+    if has_transparency(image):
+        return on_white(image).convert("L")
     return image if image.mode == "L" else image.convert("L")
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    """The image flattened onto a white background (RGBA, fully opaque)."""
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")  # convert() to the same mode copies
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, _WHITE), rgba)
 
 
 def _exif_orientation(image: Image.Image) -> int:
@@ -244,7 +248,7 @@ def _exif_orientation(image: Image.Image) -> int:
         return 1
 
 
-def _has_transparency(image: Image.Image) -> bool:
+def has_transparency(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 

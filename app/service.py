@@ -244,11 +244,10 @@ class DoppelService:
     def find(self, query: Query, options: SearchOptions, *, exclude_key: int | None = None) -> list[Match]:
         """Stored images within `max_distance` of the query's dHash (of any of its variants when
         asked), confirmed by the DCT hash when asked; nearest first, ties by id."""
-        max_distance = self.max_distance if options.max_distance is None else options.max_distance
-        variants = query.variants if options.all_orientations else {ORIGINAL: query.variants[ORIGINAL]}
+        variants = _variants(query, options)
         best: dict[int, tuple[int, Orientation]] = {}
         # variants come ORIGINAL first, so an equally near original beats a turned variant
-        results = self.index.search([v.dhash for v in variants.values()], max_distance=max_distance)
+        results = self.index.search([v.dhash for v in variants.values()], max_distance=self._threshold(options))
         for orientation, hits in zip(variants, results, strict=True):
             for key, distance in hits:
                 if key != exclude_key and (key not in best or distance < best[key][0]):
@@ -282,11 +281,8 @@ class DoppelService:
             records = self.store.get_by_keys([key for key, _ in chunk])
             for key, (distance, orientation) in chunk:
                 record = records.get(key)  # None: deleted since the index was searched
-                if record is None:
-                    continue
-                match = _match(record, distance, variants[orientation].dct, orientation, query.sha256)
-                if not options.confirm or _confirmed(match, self.confirm_distance):
-                    matches.append(match)
+                if record is not None:
+                    matches += self._kept(query, record, distance, variants[orientation], orientation, options)
         matches.sort(key=_match_order)
         return matches[: options.limit]
 
@@ -310,19 +306,36 @@ class DoppelService:
 
     def _match_among(self, query: Query, records: list[ImageRecord], options: SearchOptions) -> list[Match]:
         """`find` over a few records in hand (the earlier files of a batch) instead of the index."""
-        max_distance = self.max_distance if options.max_distance is None else options.max_distance
-        variants = query.variants if options.all_orientations else {ORIGINAL: query.variants[ORIGINAL]}
+        variants = _variants(query, options)
         matches = []
         for record in records:
             # the first of equally near variants: ORIGINAL comes first
             distance, orientation = min(
                 ((hamming(v.dhash, record.dhash), o) for o, v in variants.items()), key=lambda pair: pair[0]
             )
-            if distance <= max_distance:
-                match = _match(record, distance, variants[orientation].dct, orientation, query.sha256)
-                if not options.confirm or _confirmed(match, self.confirm_distance):
-                    matches.append(match)
+            if distance <= self._threshold(options):
+                matches += self._kept(query, record, distance, variants[orientation], orientation, options)
         return matches
+
+    def _threshold(self, options: SearchOptions) -> int:
+        return self.max_distance if options.max_distance is None else options.max_distance
+
+    def _kept(
+        self,
+        query: Query,
+        record: ImageRecord,
+        distance: int,
+        variant: Signature,
+        orientation: Orientation,
+        options: SearchOptions,
+    ) -> list[Match]:
+        """The candidate as a match, or nothing when confirmation is asked and refutes it."""
+        dct_distance = None if variant.dct is None or record.dct_hash is None else hamming(variant.dct, record.dct_hash)
+        exact = query.sha256 is not None and query.sha256 == record.sha256
+        match = Match(record, distance, dct_distance, orientation, exact)
+        # Without a DCT hash on both sides there is nothing to confirm with: the dHash decides.
+        refuted = not exact and dct_distance is not None and dct_distance > self.confirm_distance
+        return [] if options.confirm and refuted else [match]
 
     @staticmethod
     def _refuse(faults: list[ItemFault]) -> None:
@@ -356,17 +369,9 @@ def query_of_upload(upload: Upload, *, all_orientations: bool = True) -> Query:
     return Query({ORIGINAL: upload.hashes.signature}, sha256=upload.sha256)
 
 
-def _match(
-    record: ImageRecord, distance: int, dct: int | None, orientation: Orientation, sha256: str | None
-) -> Match:
-    dct_distance = None if dct is None or record.dct_hash is None else hamming(dct, record.dct_hash)
-    exact = sha256 is not None and sha256 == record.sha256
-    return Match(record, distance, dct_distance, orientation, exact)
-
-
-def _confirmed(match: Match, confirm_distance: int) -> bool:
-    # Without a DCT hash on both sides there is nothing to confirm with: the dHash decides.
-    return match.exact or match.dct_distance is None or match.dct_distance <= confirm_distance
+def _variants(query: Query, options: SearchOptions) -> dict[Orientation, Signature]:
+    """The query's variants the search looks for: all, or the original alone."""
+    return query.variants if options.all_orientations else {ORIGINAL: query.variants[ORIGINAL]}
 
 
 def _match_order(match: Match) -> tuple[int, str]:
