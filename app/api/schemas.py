@@ -76,6 +76,10 @@ def _hex_or_none(value: int | None) -> str | None:
 class ImageCreated(ImageOut):
     duplicates: list[MatchOut] = Field(description="Stored images that match this one.")
 
+    @classmethod
+    def with_duplicates(cls, record: ImageRecord, duplicates: list[Match]) -> "ImageCreated":
+        return cls(**ImageOut.of(record).model_dump(), duplicates=matches_out(duplicates))
+
 
 class PageOut(BaseModel):
     items: list[ImageOut]

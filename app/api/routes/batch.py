@@ -19,7 +19,6 @@ from app.api.schemas import (
     ErrorOut,
     ImageCreated,
     ImageOut,
-    matches_out,
 )
 from app.errors import InvalidInput, UnsupportedBody
 from app.models import FileItem, HashItem
@@ -93,7 +92,7 @@ async def add_batch(
             lambda: service.add_files(files, max_file_bytes=settings.max_upload_bytes, options=options)
         )
         return BatchCreatedOut(
-            items=[ImageCreated(**ImageOut.of(r).model_dump(), duplicates=matches_out(d)) for r, d in results]
+            items=[ImageCreated.with_duplicates(r, d) for r, d in results]
         )
     raise UnsupportedBody("send application/json (hashes) or multipart/form-data (files)")
 

@@ -40,7 +40,7 @@ def add_image(
     record, duplicates = service.add(
         data, image_id=image_id, metadata=parse_metadata(metadata), options=options, on_duplicate=on_duplicate
     )
-    return ImageCreated(**ImageOut.of(record).model_dump(), duplicates=matches_out(duplicates))
+    return ImageCreated.with_duplicates(record, duplicates)
 
 
 @router.put(
@@ -64,7 +64,7 @@ def put_image(
     record, created, duplicates = service.put(image_id, data, metadata=parse_metadata(metadata), options=options)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return ImageCreated(**ImageOut.of(record).model_dump(), duplicates=matches_out(duplicates))
+    return ImageCreated.with_duplicates(record, duplicates)
 
 
 @router.get("", response_model=PageOut, responses=error_responses(422))
