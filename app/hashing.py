@@ -33,7 +33,7 @@ JPEG_DRAFT_SIDE = 128
 # coefficients are read, and a progressive file can skip its AC scans (app/jpeg_dc.py).
 _JPEG_DC_ONLY_SIDE = 8 * JPEG_DRAFT_SIDE
 DCT_SIDE = 32  # as imagehash.phash: 8 x its high-frequency factor 4
-_WHITE = (255, 255, 255, 255)
+_WHITE = (255, 255, 255)
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
 # The Pillow plugins Doppel lets open an upload. Pillow would otherwise try all ~45 of its readers,
@@ -231,14 +231,37 @@ def grey_for_hashing(image: Image.Image) -> Image.Image:
     if image.mode in _HIGH_BIT_DEPTH_MODES:
         return _high_bit_depth_to_grey(image)
     if has_transparency(image):
-        return on_white(image).convert("L")
+        flattened = on_white(image)
+        return flattened if flattened.mode == "L" else flattened.convert("L")
     return image if image.mode == "L" else image.convert("L")
 
 
 def on_white(image: Image.Image) -> Image.Image:
-    """The image flattened onto a white background (RGBA, fully opaque)."""
-    rgba = image if image.mode == "RGBA" else image.convert("RGBA")  # convert() to the same mode copies
-    return Image.alpha_composite(Image.new("RGBA", rgba.size, _WHITE), rgba)
+    """The image flattened onto a white background: L for grey images with alpha, else RGB.
+
+    The same values as `Image.alpha_composite` onto opaque white, then dropping alpha (a masked
+    paste blends with the same rounding, checked for every value and alpha), in about half the
+    time; a palette image flattens its 256 colours instead of its pixels.
+    """
+    if image.mode == "P":
+        return _palette_on_white(image)
+    if image.mode == "LA":
+        background = Image.new("L", image.size, 255)
+    else:
+        image = image if image.mode == "RGBA" else image.convert("RGBA")
+        background = Image.new("RGB", image.size, _WHITE)
+    background.paste(image, mask=image)  # the mask is the alpha band
+    return background
+
+
+def _palette_on_white(image: Image.Image) -> Image.Image:
+    # Each pixel's flattened value depends only on its palette index: flatten one pixel of each
+    # index (through the RGBA path above, so the values are the same), then look the pixels up.
+    entries = Image.frombytes("P", (256, 1), bytes(range(256)))
+    entries.putpalette(image.getpalette(image.palette.mode) or [], image.palette.mode)
+    entries.info["transparency"] = image.info["transparency"]
+    flattened = on_white(entries.convert("RGBA")).convert("L").tobytes()
+    return Image.frombytes("L", image.size, image.tobytes()).point(list(flattened))
 
 
 def _exif_orientation(image: Image.Image) -> int:

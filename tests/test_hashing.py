@@ -12,6 +12,7 @@ from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
 from app.hashing import (
     hamming,
     hash_hex,
+    grey_for_hashing,
     hash_image_bytes,
     open_image,
     oriented_size,
@@ -92,6 +93,32 @@ def test_transparency_is_flattened_onto_white() -> None:
     assert hash_of(encode(rgba)) == hash_of(encode(on_white))
     # imagehash ignores alpha and sees the hidden pixels: a different picture
     assert hamming(hash_of(encode(rgba)), hash_of(encode(photo))) > 10
+
+
+def _semi_transparent(mode: str) -> Image.Image:
+    """Every grey value under every alpha (256 x 256), in `mode`; palette images get a palette of
+    random colours with random per-entry alphas, or one transparent entry."""
+    value, alpha = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8))
+    if mode == "LA":
+        return Image.fromarray(np.stack([value, alpha], axis=-1), "LA")
+    rng = np.random.default_rng(3)
+    if mode == "RGBA":
+        colours = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+        return Image.fromarray(np.dstack([colours, alpha]), "RGBA")
+    palette = Image.fromarray(value.T.copy(), "L").convert("P")
+    palette.putpalette(rng.integers(0, 256, 768, dtype=np.uint8).tobytes())
+    buffer = io.BytesIO()
+    transparency = 7 if mode == "P one transparent" else rng.integers(0, 256, 256, dtype=np.uint8).tobytes()
+    palette.save(buffer, "PNG", transparency=transparency)
+    return Image.open(buffer)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "P one transparent"])
+def test_flattening_gives_the_values_of_alpha_composite_onto_white(mode: str) -> None:
+    image = _semi_transparent(mode)
+    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    expected = np.asarray(Image.alpha_composite(white, image.convert("RGBA")).convert("L"))
+    assert np.array_equal(np.asarray(grey_for_hashing(image)), expected)
 
 
 @pytest.mark.parametrize("mode", ["L", "P", "CMYK", "1", "LA", "I;16"])
