@@ -15,7 +15,6 @@ from io import BytesIO
 import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
-from scipy.fft import dctn
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
 from app.jpeg_dc import dc_scans_only
@@ -33,6 +32,11 @@ JPEG_DRAFT_SIDE = 128
 # coefficients are read, and a progressive file can skip its AC scans (app/jpeg_dc.py).
 _JPEG_DC_ONLY_SIDE = 8 * JPEG_DRAFT_SIDE
 DCT_SIDE = 32  # as imagehash.phash: 8 x its high-frequency factor 4
+# Rows k < 8 of the DCT-II matrix of size 32 (scipy's type 2, unnormalised): 2 cos(pi k (2n+1) / 64).
+_DCT_LOW = 2 * np.cos(np.pi * np.outer(np.arange(8), 2 * np.arange(DCT_SIDE) + 1) / (2 * DCT_SIDE))
+_DCT_LOW.flags.writeable = False
+# Far above floating-point noise (~1e-11); a real coefficient this small is as good as 0 for a sign.
+_DCT_ZERO = 1e-6
 _WHITE = (255, 255, 255)
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
@@ -115,15 +119,18 @@ def vertical_bits(tall: np.ndarray) -> int:
     return pack_bits(tall[1:, :] > tall[:-1, :])
 
 
+def low_frequencies(square: np.ndarray) -> np.ndarray:
+    """The 8x8 lowest-frequency DCT-II coefficients of the image resized to 32x32 (as pHash,
+    scipy's unnormalised `dctn(square)[:8, :8]`), as two small matrix products."""
+    return _DCT_LOW @ square @ _DCT_LOW.T
+
+
 def dct_bits(dct_low: np.ndarray) -> int:
     """DCT hash bits: the sign of each low-frequency coefficient (as pHash, but split at 0
-    rather than at the median, so that flips and turns map bits to bits exactly)."""
-    return pack_bits(dct_low > 0)
-
-
-def low_frequencies(square: np.ndarray) -> np.ndarray:
-    """The 8x8 lowest-frequency DCT-II coefficients of the image resized to 32x32 (as pHash)."""
-    return dctn(square.astype(np.float64), type=2)[:8, :8]
+    rather than at the median, so that flips and turns map bits to bits exactly). A coefficient
+    that is 0 in exact arithmetic comes out of floating point as a tiny value of either sign:
+    such are counted as 0, so that symmetric and flat images hash the same in every orientation."""
+    return pack_bits(dct_low > _DCT_ZERO)
 
 
 def pack_bits(bits: np.ndarray) -> int:

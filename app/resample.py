@@ -12,6 +12,7 @@ can move a few values more where a high-contrast edge is clipped in between (2 o
 images in ../shared/images hash differently, by 1-5 bits, both tall cut-outs on transparency).
 """
 
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -20,8 +21,12 @@ WIDE = (9, 8)  # (width, height) of the grid the horizontal dHash is read from
 TALL = (8, 9)  # ... and of the grid of the vertical dHash
 _PILLOW_PRECISION_BITS = 22  # Pillow's fixed-point weights (libImaging/Resample.c)
 _LANCZOS_LOBES = 3
-# Rows converted to float32 at a time: bounds the temporary copy (8 MiB at 4096 px wide).
-_ROW_BLOCK = 512
+# The float32 rows of one block and the horizontal pass are kept per thread and reused: an array
+# this size allocated afresh is mapped and faulted in anew by glibc on every call (measured: half
+# of a 0.4 ms resize of a 400x400 image). Blocks of up to this many bytes; larger needs (an
+# image over 10,000 px tall) get a temporary array instead, so a thread keeps at most twice this.
+_SCRATCH_BYTES = 2 << 20
+_scratch = threading.local()
 
 
 def lanczos_grids(grey: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
@@ -31,25 +36,30 @@ def lanczos_grids(grey: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[
     Horizontal pass first, rounded to 8 bits, then the vertical pass, as Pillow's two-pass resize.
     """
     height, width = grey.shape
-    across = _across_weights(width, tuple(w for w, _ in sizes))
-    rows = np.empty((height, across.shape[1]), dtype=np.float32)
-    for start in range(0, height, _ROW_BLOCK):
-        block = grey[start : start + _ROW_BLOCK].astype(np.float32)
-        np.matmul(block, across, out=rows[start : start + _ROW_BLOCK])
-    rows = _round8(rows)
-    grids = []
-    first = 0
+    across = _side_by_side(width, tuple(w for w, _ in sizes))
+    rows = _scratch_array("rows", (height, across.shape[1]))
+    block_rows = max(1, _SCRATCH_BYTES // (4 * width))
+    for start in range(0, height, block_rows):
+        pixels = grey[start : start + block_rows]
+        block = _scratch_array("block", pixels.shape)
+        np.copyto(block, pixels)
+        np.matmul(block, across, out=rows[start : start + block_rows])
+    _round8(rows)
+    # Every grid's vertical weights side by side too: one product, whose diagonal blocks are the grids.
+    down = _side_by_side(height, tuple(h for _, h in sizes)).T @ rows
+    grids = _round8(down).astype(np.uint8)
+    top, left = 0, 0
+    blocks = []
     for out_width, out_height in sizes:
-        grid = lanczos_weights(height, out_height).T @ rows[:, first : first + out_width]
-        grids.append(_round8(grid).astype(np.uint8))
-        first += out_width
-    return grids
+        blocks.append(grids[top : top + out_height, left : left + out_width])
+        top, left = top + out_height, left + out_width
+    return blocks
 
 
 @lru_cache(maxsize=256)
-def _across_weights(width: int, out_widths: tuple[int, ...]) -> np.ndarray:
-    """The horizontal weights of every grid side by side, so one product serves them all."""
-    return _read_only(np.concatenate([lanczos_weights(width, out) for out in out_widths], axis=1))
+def _side_by_side(in_size: int, out_sizes: tuple[int, ...]) -> np.ndarray:
+    """The weights of every grid's side side by side, so one product serves them all."""
+    return _read_only(np.concatenate([lanczos_weights(in_size, out) for out in out_sizes], axis=1))
 
 
 @lru_cache(maxsize=256)
@@ -82,5 +92,21 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 
 def _round8(values: np.ndarray) -> np.ndarray:
-    """Round half up and clip to 0..255, as Pillow stores each pass."""
-    return np.clip(np.floor(values + 0.5), 0, 255)
+    """Round half up and clip to 0..255 in place, as Pillow stores each pass."""
+    np.add(values, 0.5, out=values)
+    np.floor(values, out=values)
+    np.maximum(values, 0, out=values)
+    return np.minimum(values, 255, out=values)
+
+
+def _scratch_array(name: str, shape: tuple[int, int]) -> np.ndarray:
+    """A float32 array of `shape` with undefined content, this thread's to use until its next call
+    with the same name."""
+    size = shape[0] * shape[1]
+    if 4 * size > _SCRATCH_BYTES:
+        return np.empty(shape, dtype=np.float32)
+    buffer = getattr(_scratch, name, None)
+    if buffer is None or buffer.size < size:
+        buffer = np.empty(_SCRATCH_BYTES // 4, dtype=np.float32)
+        setattr(_scratch, name, buffer)
+    return buffer[:size].reshape(shape)

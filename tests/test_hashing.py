@@ -14,6 +14,7 @@ from app.hashing import (
     hash_hex,
     grey_for_hashing,
     hash_image_bytes,
+    low_frequencies,
     open_image,
     oriented_size,
     parse_hash_hex,
@@ -197,3 +198,18 @@ def test_text_starting_like_a_bitmap_is_not_an_image() -> None:
         hash_image_bytes(b"BMW 320d, 2019, one owner, full service history", max_pixels=LIMIT)
     with pytest.raises(CorruptImage):
         hash_image_bytes(encode(make_photo(1, (40, 30)), "BMP")[:60], max_pixels=LIMIT)
+
+
+def test_dct_coefficients_equal_scipys_dct() -> None:
+    from scipy.fft import dctn  # installed with imagehash, whose pHash uses it
+
+    square = np.random.default_rng(11).integers(0, 256, (32, 32)).astype(np.uint8)
+    assert np.allclose(low_frequencies(square), dctn(square.astype(np.float64), type=2)[:8, :8], rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("transpose", [Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90, None])
+def test_a_flat_image_has_only_its_mean_in_the_dct_hash(transpose: Image.Transpose | None) -> None:
+    # Its other coefficients are 0 in exact arithmetic, noise of either sign in floating point.
+    flat = Image.new("L", (64, 48), 77)
+    image = flat if transpose is None else flat.transpose(transpose)
+    assert hash_image_bytes(encode(image), max_pixels=LIMIT).dct_hash == 1 << 63

@@ -43,7 +43,8 @@ AllOrientations = Annotated[
 ]
 
 
-def search_options(
+# `async` for the reason given in app/api/deps.py: a sync dependency costs a thread-pool hop.
+async def search_options(
     max_distance: MaxDistance = None, limit: Limit = 100, confirm: Confirm = True, all_orientations: AllOrientations = False
 ) -> SearchOptions:
     """The search query parameters shared by every route that returns matches."""
