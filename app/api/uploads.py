@@ -11,9 +11,10 @@ from app.errors import ImageTooLarge
 FORM_OVERHEAD_BYTES = 64 * 1024
 
 
-def read_upload(file: UploadFile, *, max_bytes: int) -> bytes:
-    """The file's bytes; ImageTooLarge if it has more than `max_bytes`."""
-    data = file.file.read(max_bytes + 1)
+async def read_upload(file: UploadFile, *, max_bytes: int) -> bytes:
+    """The file's bytes; ImageTooLarge if it has more than `max_bytes`. (A file held in memory is
+    read without a thread-pool hop; one spooled to disk is read on the pool.)"""
+    data = await file.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise ImageTooLarge(f"the file is over the upload limit of {max_bytes} bytes")
     return data

@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import ServiceDep, SettingsDep
 from app.api.errors import UPLOAD_ERRORS, error_responses
@@ -23,7 +24,7 @@ router = APIRouter(prefix="/images", tags=["images"])
     responses=error_responses(*UPLOAD_ERRORS)
     | {409: {"model": DuplicateOut, "description": "The id exists, or a copy refused by on_duplicate (`matches`)."}},
 )
-def add_image(
+async def add_image(
     service: ServiceDep,
     settings: SettingsDep,
     file: FileField,
@@ -36,9 +37,9 @@ def add_image(
     ] = OnDuplicate.ALLOW,
 ) -> ImageCreated:
     """Index an image. Answers with the record and its matches among the images stored before it."""
-    data = read_upload(file, max_bytes=settings.max_upload_bytes)
-    record, duplicates = service.add(
-        data, image_id=image_id, metadata=parse_metadata(metadata), options=options, on_duplicate=on_duplicate
+    data = await read_upload(file, max_bytes=settings.max_upload_bytes)
+    record, duplicates = await run_in_threadpool(
+        service.add, data, image_id=image_id, metadata=parse_metadata(metadata), options=options, on_duplicate=on_duplicate
     )
     return ImageCreated.with_duplicates(record, duplicates)
 
@@ -50,7 +51,7 @@ def add_image(
     responses={200: {"model": ImageCreated, "description": "Replaced the image under this id."}}
     | error_responses(*UPLOAD_ERRORS),
 )
-def put_image(
+async def put_image(
     image_id: NewIdPath,
     service: ServiceDep,
     settings: SettingsDep,
@@ -60,38 +61,40 @@ def put_image(
     metadata: MetadataField = None,
 ) -> ImageCreated:
     """Create (201) or replace (200) the image under this id."""
-    data = read_upload(file, max_bytes=settings.max_upload_bytes)
-    record, created, duplicates = service.put(image_id, data, metadata=parse_metadata(metadata), options=options)
+    data = await read_upload(file, max_bytes=settings.max_upload_bytes)
+    record, created, duplicates = await run_in_threadpool(
+        service.put, image_id, data, metadata=parse_metadata(metadata), options=options
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return ImageCreated.with_duplicates(record, duplicates)
 
 
 @router.get("", response_model=PageOut, responses=error_responses(422))
-def list_images(
+async def list_images(
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
     after: Annotated[str | None, Query(max_length=256, description="The `next` cursor of the previous page.")] = None,
 ) -> PageOut:
     """Stored images in id order, a page at a time."""
-    return PageOut.of(service.page(limit=limit, after=after))
+    return PageOut.of(await run_in_threadpool(service.page, limit=limit, after=after))
 
 
 @router.get("/{image_id}", response_model=ImageOut, responses=error_responses(404))
-def get_image(image_id: str, service: ServiceDep) -> ImageOut:
+async def get_image(image_id: str, service: ServiceDep) -> ImageOut:
     """One stored image."""
-    return ImageOut.of(service.get(image_id))
+    return ImageOut.of(await run_in_threadpool(service.get, image_id))
 
 
 @router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
-def delete_image(image_id: str, service: ServiceDep) -> Response:
+async def delete_image(image_id: str, service: ServiceDep) -> Response:
     """Delete an image; it never appears in results again."""
-    service.delete(image_id)
+    await run_in_threadpool(service.delete, image_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{image_id}/duplicates", response_model=DuplicatesOut, responses=error_responses(404, 422))
-def image_duplicates(image_id: str, service: ServiceDep, options: SearchOptionsDep) -> DuplicatesOut:
+async def image_duplicates(image_id: str, service: ServiceDep, options: SearchOptionsDep) -> DuplicatesOut:
     """The stored images that match a stored one, itself left out."""
-    record, matches = service.duplicates_of(image_id, options=options)
+    record, matches = await run_in_threadpool(service.duplicates_of, image_id, options=options)
     return DuplicatesOut(id=record.id, hash=hash_hex(record.dhash), matches=matches_out(matches))

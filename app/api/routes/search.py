@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import ServiceDep, SettingsDep
 from app.api.errors import UPLOAD_ERRORS, error_responses
@@ -16,15 +17,17 @@ router = APIRouter(prefix="/search", tags=["search"])
 
 
 @router.post("", response_model=SearchOut, responses=error_responses(*UPLOAD_ERRORS))
-def search_by_image(service: ServiceDep, settings: SettingsDep, file: FileField, options: SearchOptionsDep) -> SearchOut:
+async def search_by_image(
+    service: ServiceDep, settings: SettingsDep, file: FileField, options: SearchOptionsDep
+) -> SearchOut:
     """Stored images within `max_distance` of the uploaded image's dHash, nearest first. Nothing is stored."""
-    data = read_upload(file, max_bytes=settings.max_upload_bytes)
-    upload, matches = service.search(data, options=options)
+    data = await read_upload(file, max_bytes=settings.max_upload_bytes)
+    upload, matches = await run_in_threadpool(service.search, data, options=options)
     return SearchOut.of(upload.hashes.signature, matches)
 
 
 @router.get("", response_model=SearchOut, responses=error_responses(422))
-def search_by_hash(
+async def search_by_hash(
     service: ServiceDep,
     options: SearchOptionsDep,
     query_hash: Annotated[
@@ -52,5 +55,5 @@ def search_by_hash(
 ) -> SearchOut:
     """The same search for hashes computed elsewhere."""
     signature = Signature(parse_hash(query_hash), parse_optional_hash(vertical_hash), parse_optional_hash(dct_hash))
-    matches = service.search_hash(signature, options=options)
+    matches = await run_in_threadpool(service.search_hash, signature, options=options)
     return SearchOut.of(signature, matches)
