@@ -9,6 +9,7 @@ scans), and the resize is Pillow's Lanczos as matrix products (app/resample.py).
 """
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -18,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
 from app.jpeg_dc import dc_scans_only
-from app.resample import TALL, WIDE, lanczos_grids
+from app.resample import TALL, WIDE, lanczos_grids_of_stripes
 
 pillow_heif.register_heif_opener()
 # Doppel checks the pixel count itself (before decoding) against its own setting.
@@ -38,6 +39,7 @@ _DCT_LOW.flags.writeable = False
 # Far above floating-point noise (~1e-11); a real coefficient this small is as good as 0 for a sign.
 _DCT_ZERO = 1e-6
 _WHITE = (255, 255, 255)
+_STRIPE_ROWS = 128  # rows of a colour image converted to grey at a time (2 MiB at 4096 px wide)
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
 # The Pillow plugins Doppel lets open an upload. Pillow would otherwise try all ~45 of its readers,
@@ -170,11 +172,11 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
         )
     width, height = oriented_size(image)
     try:
-        grey = np.asarray(grey_for_hashing(decode_for_hashing(image, data)))
+        shape, stripes = grey_stripes(decode_for_hashing(image, data))
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad data
         raise CorruptImage(f"the {image.format} image could not be decoded: {exc}") from exc
     # One pass over the pixels for the three grids.
-    wide, tall, square = lanczos_grids(grey, (WIDE, TALL, (DCT_SIDE, DCT_SIDE)))
+    wide, tall, square = lanczos_grids_of_stripes(stripes, shape, (WIDE, TALL, (DCT_SIDE, DCT_SIDE)))
     return ImageHashes(width=width, height=height, wide=wide, tall=tall, dct_low=low_frequencies(square))
 
 
@@ -241,6 +243,22 @@ def grey_for_hashing(image: Image.Image) -> Image.Image:
         flattened = on_white(image)
         return flattened if flattened.mode == "L" else flattened.convert("L")
     return image if image.mode == "L" else image.convert("L")
+
+
+def grey_stripes(image: Image.Image) -> tuple[tuple[int, int], Iterator[np.ndarray]]:
+    """`grey_for_hashing(image)` as uint8 arrays of consecutive rows, top to bottom, and its
+    (rows, cols). An opaque RGB image is converted a stripe at a time: a whole grey copy, and its
+    copy into numpy, would cost more than the resize does (measured: 18 of 59 ms on a
+    16-megapixel WebP), where a stripe stays in the processor's cache from one step to the next.
+    Any error of the decode is raised here, not while the stripes are read."""
+    image.load()
+    ImageOps.exif_transpose(image, in_place=True)
+    if image.mode != "RGB" or has_transparency(image):
+        grey = np.asarray(grey_for_hashing(image))
+        return grey.shape, iter([grey])
+    width, height = image.size
+    boxes = ((0, top, width, min(height, top + _STRIPE_ROWS)) for top in range(0, height, _STRIPE_ROWS))
+    return (height, width), (np.asarray(image.crop(box).convert("L")) for box in boxes)
 
 
 def on_white(image: Image.Image) -> Image.Image:
