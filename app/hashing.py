@@ -15,7 +15,7 @@ from io import BytesIO
 
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
 from app.jpeg_dc import dc_scans_only
@@ -39,6 +39,15 @@ _DCT_LOW.flags.writeable = False
 # Far above floating-point noise (~1e-11); a real coefficient this small is as good as 0 for a sign.
 _DCT_ZERO = 1e-6
 _WHITE = (255, 255, 255)
+_ORIENTATION_TRANSPOSE = {  # as ImageOps.exif_transpose
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _STRIPE_ROWS = 128  # rows of a colour image converted to grey at a time (2 MiB at 4096 px wide)
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
@@ -170,9 +179,10 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
             f"image is {image.width}x{image.height} = {image.width * image.height} pixels, "
             f"over the limit of {max_pixels}"
         )
-    width, height = oriented_size(image)
+    orientation = exif_orientation(image)
+    width, height = _turned(image.size, orientation)
     try:
-        shape, stripes = grey_stripes(decode_for_hashing(image, data))
+        shape, stripes = grey_stripes(decode_for_hashing(image, data), orientation)
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad data
         raise CorruptImage(f"the {image.format} image could not be decoded: {exc}") from exc
     # One pass over the pixels for the three grids.
@@ -227,16 +237,29 @@ def _looks_like_bmp(data: bytes) -> bool:
 
 def oriented_size(image: Image.Image) -> tuple[int, int]:
     """Width and height as displayed, after the EXIF orientation."""
-    if _exif_orientation(image) in (5, 6, 7, 8):  # these turn the image a quarter
-        return image.height, image.width
-    return image.width, image.height
+    return _turned(image.size, exif_orientation(image))
+
+
+def _turned(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    width, height = size
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # these turn a quarter
 
 
 def grey_for_hashing(image: Image.Image) -> Image.Image:
     """The image as a viewer sees it, in 8-bit grey: first frame, EXIF orientation applied,
     transparency flattened onto white. Decodes it whole unless decode_for_hashing did."""
     image.load()
-    ImageOps.exif_transpose(image, in_place=True)  # not a copy: that copies the pixels when upright
+    return _grey(upright(image, exif_orientation(image)))
+
+
+def upright(image: Image.Image, orientation: int) -> Image.Image:
+    """The image turned and flipped as its EXIF `orientation` (1-8) says a viewer shows it; the
+    same image when upright."""
+    method = _ORIENTATION_TRANSPOSE.get(orientation)
+    return image if method is None else image.transpose(method)
+
+
+def _grey(image: Image.Image) -> Image.Image:
     if image.mode in _HIGH_BIT_DEPTH_MODES:
         return _high_bit_depth_to_grey(image)
     if has_transparency(image):
@@ -245,16 +268,16 @@ def grey_for_hashing(image: Image.Image) -> Image.Image:
     return image if image.mode == "L" else image.convert("L")
 
 
-def grey_stripes(image: Image.Image) -> tuple[tuple[int, int], Iterator[np.ndarray]]:
+def grey_stripes(image: Image.Image, orientation: int) -> tuple[tuple[int, int], Iterator[np.ndarray]]:
     """`grey_for_hashing(image)` as uint8 arrays of consecutive rows, top to bottom, and its
-    (rows, cols). An opaque RGB image is converted a stripe at a time: a whole grey copy, and its
+    (rows, cols), for the image's EXIF `orientation` (read once by the caller). An opaque RGB image is converted a stripe at a time: a whole grey copy, and its
     copy into numpy, would cost more than the resize does (measured: 18 of 59 ms on a
     16-megapixel WebP), where a stripe stays in the processor's cache from one step to the next.
     Any error of the decode is raised here, not while the stripes are read."""
     image.load()
-    ImageOps.exif_transpose(image, in_place=True)
+    image = upright(image, orientation)
     if image.mode != "RGB" or has_transparency(image):
-        grey = np.asarray(grey_for_hashing(image))
+        grey = np.asarray(_grey(image))
         return grey.shape, iter([grey])
     width, height = image.size
     boxes = ((0, top, width, min(height, top + _STRIPE_ROWS)) for top in range(0, height, _STRIPE_ROWS))
@@ -289,7 +312,8 @@ def _palette_on_white(image: Image.Image) -> Image.Image:
     return Image.frombytes("L", image.size, image.tobytes()).point(list(flattened))
 
 
-def _exif_orientation(image: Image.Image) -> int:
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF (or XMP) orientation, 1-8; 1 (upright) when absent or unreadable."""
     try:
         return int(image.getexif().get(0x0112, 1))
     except Exception:  # a damaged EXIF block must not refuse an image that decodes
