@@ -270,10 +270,12 @@ def _grey(image: Image.Image) -> Image.Image:
 
 def grey_stripes(image: Image.Image, orientation: int) -> tuple[tuple[int, int], Iterator[np.ndarray]]:
     """`grey_for_hashing(image)` as uint8 arrays of consecutive rows, top to bottom, and its
-    (rows, cols), for the image's EXIF `orientation` (read once by the caller). An opaque RGB image is converted a stripe at a time: a whole grey copy, and its
-    copy into numpy, would cost more than the resize does (measured: 18 of 59 ms on a
-    16-megapixel WebP), where a stripe stays in the processor's cache from one step to the next.
-    Any error of the decode is raised here, not while the stripes are read."""
+    (rows, cols), for the image's EXIF `orientation` (read once by the caller).
+
+    An opaque RGB image is converted a stripe at a time: a whole grey copy, and its copy into
+    numpy, would cost more than the resize does (measured: 18 of 59 ms on a 16-megapixel WebP),
+    where a stripe stays in the processor's cache from one step to the next. Any error of the
+    decode is raised here, not while the stripes are read."""
     image.load()
     image = upright(image, orientation)
     if image.mode != "RGB" or has_transparency(image):

@@ -10,9 +10,9 @@ from PIL import Image, ImageOps
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
 from app.hashing import (
+    grey_for_hashing,
     hamming,
     hash_hex,
-    grey_for_hashing,
     hash_image_bytes,
     low_frequencies,
     open_image,
