@@ -179,7 +179,7 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
             f"image is {image.width}x{image.height} = {image.width * image.height} pixels, "
             f"over the limit of {max_pixels}"
         )
-    orientation = exif_orientation(image)
+    orientation = orientation_to_apply(image)
     width, height = _turned(image.size, orientation)
     try:
         shape, stripes = grey_stripes(decode_for_hashing(image, data), orientation)
@@ -237,7 +237,7 @@ def _looks_like_bmp(data: bytes) -> bool:
 
 def oriented_size(image: Image.Image) -> tuple[int, int]:
     """Width and height as displayed, after the EXIF orientation."""
-    return _turned(image.size, exif_orientation(image))
+    return _turned(image.size, orientation_to_apply(image))
 
 
 def _turned(size: tuple[int, int], orientation: int) -> tuple[int, int]:
@@ -249,7 +249,7 @@ def grey_for_hashing(image: Image.Image) -> Image.Image:
     """The image as a viewer sees it, in 8-bit grey: first frame, EXIF orientation applied,
     transparency flattened onto white. Decodes it whole unless decode_for_hashing did."""
     image.load()
-    return _grey(upright(image, exif_orientation(image)))
+    return _grey(upright(image, orientation_to_apply(image)))
 
 
 def upright(image: Image.Image, orientation: int) -> Image.Image:
@@ -314,8 +314,12 @@ def _palette_on_white(image: Image.Image) -> Image.Image:
     return Image.frombytes("L", image.size, image.tobytes()).point(list(flattened))
 
 
-def exif_orientation(image: Image.Image) -> int:
-    """The EXIF (or XMP) orientation, 1-8; 1 (upright) when absent or unreadable."""
+def orientation_to_apply(image: Image.Image) -> int:
+    """The EXIF (or XMP) orientation still to apply, 1-8: 1 (upright) when absent or unreadable,
+    and for a TIFF, whose Pillow reader turns the pixels itself while loading (and opens with
+    the size as displayed)."""
+    if image.format == "TIFF":
+        return 1
     try:
         return int(image.getexif().get(0x0112, 1))
     except Exception:  # a damaged EXIF block must not refuse an image that decodes

@@ -50,13 +50,13 @@ _UNDO_ORIENTATION = {
 }
 
 
-def encode_oriented(upright: Image.Image, orientation: int, quality: int) -> bytes:
-    """A JPEG stored as a camera would: pixels turned so that applying its EXIF `orientation`
-    (1-8) shows `upright`."""
+def encode_oriented(upright: Image.Image, orientation: int, fmt: str = "JPEG", **options: object) -> bytes:
+    """An image (a JPEG unless `fmt` says otherwise) stored as a camera would: pixels turned so
+    that applying its EXIF `orientation` (1-8) shows `upright`."""
     stored = upright.transpose(_UNDO_ORIENTATION[orientation]) if orientation > 1 else upright
     exif = Image.Exif()
     exif[0x0112] = orientation
-    return encode(stored, "JPEG", quality=quality, exif=exif.tobytes())
+    return encode(stored, fmt, exif=exif.tobytes(), **options)
 
 
 def upload(client: TestClient, data: bytes, image_id: str | None = None, metadata: str | None = None, **params: object) -> httpx.Response:
