@@ -263,6 +263,9 @@ def _grey(image: Image.Image) -> Image.Image:
     if image.mode in _HIGH_BIT_DEPTH_MODES:
         return _high_bit_depth_to_grey(image)
     if has_transparency(image):
+        if image.mode == "P":  # the grey of each flattened entry, looked up: one byte a pixel, not three
+            grey_entries = _flattened_palette(image).convert("L").tobytes()
+            return Image.frombytes("L", image.size, image.tobytes()).point(list(grey_entries))
         flattened = on_white(image)
         return flattened if flattened.mode == "L" else flattened.convert("L")
     return image if image.mode == "L" else image.convert("L")
@@ -294,7 +297,10 @@ def on_white(image: Image.Image) -> Image.Image:
     time; a palette image flattens its 256 colours instead of its pixels.
     """
     if image.mode == "P":
-        return _palette_on_white(image)
+        opaque = image.copy()
+        del opaque.info["transparency"]
+        opaque.putpalette(_flattened_palette(image).tobytes(), "RGB")
+        return opaque.convert("RGB")
     if image.mode == "LA":
         background = Image.new("L", image.size, 255)
     else:
@@ -304,14 +310,15 @@ def on_white(image: Image.Image) -> Image.Image:
     return background
 
 
-def _palette_on_white(image: Image.Image) -> Image.Image:
-    # Each pixel's flattened value depends only on its palette index: flatten one pixel of each
-    # index (through the RGBA path above, so the values are the same), then look the pixels up.
+def _flattened_palette(image: Image.Image) -> Image.Image:
+    """The 256 entries of a palette image with transparency, flattened onto white (RGB, 256x1).
+
+    A pixel's flattened colour depends only on its palette index, so one pixel of each index goes
+    through the RGBA path of on_white (the same values as the whole image would get)."""
     entries = Image.frombytes("P", (256, 1), bytes(range(256)))
     entries.putpalette(image.getpalette(image.palette.mode) or [], image.palette.mode)
     entries.info["transparency"] = image.info["transparency"]
-    flattened = on_white(entries.convert("RGBA")).convert("L").tobytes()
-    return Image.frombytes("L", image.size, image.tobytes()).point(list(flattened))
+    return on_white(entries.convert("RGBA"))
 
 
 def orientation_to_apply(image: Image.Image) -> int:

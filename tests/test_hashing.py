@@ -15,6 +15,7 @@ from app.hashing import (
     hash_hex,
     hash_image_bytes,
     low_frequencies,
+    on_white,
     open_image,
     oriented_size,
     parse_hash_hex,
@@ -120,8 +121,10 @@ def _semi_transparent(mode: str) -> Image.Image:
 def test_flattening_gives_the_values_of_alpha_composite_onto_white(mode: str) -> None:
     image = _semi_transparent(mode)
     white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-    expected = np.asarray(Image.alpha_composite(white, image.convert("RGBA")).convert("L"))
-    assert np.array_equal(np.asarray(grey_for_hashing(image)), expected)
+    expected = Image.alpha_composite(white, image.convert("RGBA"))
+    assert np.array_equal(np.asarray(grey_for_hashing(image)), np.asarray(expected.convert("L")))
+    # in colour too (the eval tool's edits start from it)
+    assert np.array_equal(np.asarray(on_white(image).convert("RGB")), np.asarray(expected.convert("RGB")))
 
 
 @pytest.mark.parametrize("mode", ["L", "P", "CMYK", "1", "LA", "I;16"])
