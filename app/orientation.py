@@ -5,8 +5,9 @@ each pixel of the 8x9 image with the one above. Turning an image a quarter swaps
 mirror image reverses the order of the comparisons. A DCT coefficient changes sign under a mirror
 when its frequency is odd, and a quarter turn transposes the coefficients. So every variant comes
 from the tiny grey images and coefficients made for hashing (exactly), or from the stored hashes
-alone: exactly for the DCT hash, and for the dHashes up to ties (where two neighbours are equal,
-the reversed comparison should read 0 but reads 1).
+alone, up to ties: for the dHashes where two neighbours are equal (the reversed comparison should
+read 0 but reads 1), for the DCT hash where a coefficient is 0 (mirror-symmetric or flat images:
+its bit stays 0 under a mirror, but the stored bit alone reads as flipped).
 """
 
 from dataclasses import dataclass
