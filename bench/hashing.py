@@ -79,7 +79,8 @@ def report(title: str, paths: list[Path], repeats: int, *, per_image: bool) -> N
     print(f"\n{title}: {len(paths)} images, median of {repeats} runs taking turns, ms per image")
     print("  (hash and decode timed as one pair, hash' and ref as another)")
     if per_image:
-        print(f"  {'image':10} {'hash':>8} {'decode':>8} {'hash/decode':>12} {"hash'":>8} {'ref':>8} {"ref/hash'":>10}")
+        hash2, ratio2 = "hash'", "ref/hash'"
+        print(f"  {'image':10} {'hash':>8} {'decode':>8} {'hash/decode':>12} {hash2:>8} {'ref':>8} {ratio2:>10}")
         for n, path in enumerate(paths):
             h, d = vs_decode["hash"][n] * 1000, vs_decode["decode"][n] * 1000
             h2, r = vs_ref["hash"][n] * 1000, vs_ref["ref"][n] * 1000
