@@ -235,12 +235,8 @@ def _looks_like_bmp(data: bytes) -> bool:
     return data[:2] == b"BM" and int.from_bytes(data[14:18], "little") in _BMP_HEADER_SIZES
 
 
-def oriented_size(image: Image.Image) -> tuple[int, int]:
-    """Width and height as displayed, after the EXIF orientation."""
-    return _turned(image.size, orientation_to_apply(image))
-
-
 def _turned(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """Width and height as displayed, after the EXIF orientation."""
     width, height = size
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # these turn a quarter
 

@@ -16,8 +16,6 @@ from app.hashing import (
     hash_image_bytes,
     low_frequencies,
     on_white,
-    open_image,
-    oriented_size,
     parse_hash_hex,
 )
 
@@ -178,12 +176,6 @@ def test_pixel_limit_is_checked_before_decoding() -> None:
         hash_image_bytes(data, max_pixels=1_999_999)
     assert hash_image_bytes(data, max_pixels=2_000_000).width == 2000
 
-
-def test_quarter_turn_orientation_swaps_reported_size() -> None:
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    image = open_image(encode(make_photo(1, (300, 200)), "JPEG", exif=exif.tobytes()))
-    assert oriented_size(image) == (200, 300)
 
 
 def test_sixteen_bit_grey_with_a_transparent_value_is_scaled_then_flattened() -> None:
