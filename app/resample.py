@@ -121,7 +121,7 @@ def _scratch_array(name: str, shape: tuple[int, int]) -> np.ndarray:
     if 4 * size > _SCRATCH_BYTES:
         return np.empty(shape, dtype=np.float32)
     buffer = getattr(_scratch, name, None)
-    if buffer is None or buffer.size < size:
+    if buffer is None:
         buffer = np.empty(_SCRATCH_BYTES // 4, dtype=np.float32)
         setattr(_scratch, name, buffer)
     return buffer[:size].reshape(shape)
