@@ -17,7 +17,8 @@ def settings_help() -> str:
     """The settings table shown by --help: environment variable, default and meaning."""
     lines = ["settings (environment variables):"]
     for name, field in Settings.model_fields.items():
-        lines.append(f"  DOPPEL_{name.upper():<20} default {field.default!s:<12} {field.description}")
+        default = field.get_default(call_default_factory=True)
+        lines.append(f"  DOPPEL_{name.upper():<22} default {default!s:<12} {field.description}")
     return "\n".join(lines)
 
 

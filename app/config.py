@@ -1,5 +1,6 @@
 """The one place that reads configuration: environment variables prefixed DOPPEL_."""
 
+import os
 import re
 from pathlib import Path
 
@@ -36,6 +37,12 @@ class Settings(BaseSettings):
     )
     max_pixels: int = Field(
         100_000_000, ge=1, description="Largest accepted image, in pixels (width x height)."
+    )
+    max_concurrent_decodes: int = Field(
+        default_factory=lambda: 2 * (os.cpu_count() or 1),
+        ge=1,
+        description="Images decoded at once (default: twice the cores); more wait their turn. "
+        "Bounds memory: a decode can take 4 bytes a pixel (400 MB at 100 megapixels).",
     )
     log_level: str = Field("info", description="uvicorn log level: debug, info, warning, error.")
     api_key: SecretStr | None = Field(

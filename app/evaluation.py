@@ -190,7 +190,12 @@ def evaluate(
     workers: int = 2,
 ) -> Report:
     service = DoppelService(
-        MemoryImageStore(), HammingIndex(), max_distance=max_distance, confirm_distance=confirm_distance, max_pixels=10**9
+        MemoryImageStore(),
+        HammingIndex(),
+        max_distance=max_distance,
+        confirm_distance=confirm_distance,
+        max_pixels=10**9,
+        max_concurrent_decodes=1,  # it searches one query at a time
     )
     originals, all_queries = queries(folder, distinct_folder, hold_out_every, workers)
     report = Report()

@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_distance=settings.max_distance,
             confirm_distance=settings.confirm_distance,
             max_pixels=settings.max_pixels,
+            max_concurrent_decodes=settings.max_concurrent_decodes,
         )
         service.rebuild_index()
         app.state.service = service

@@ -75,13 +75,22 @@ class DoppelService:
     """
 
     def __init__(
-        self, store: ImageStore, index: HammingIndex, *, max_distance: int, confirm_distance: int, max_pixels: int
+        self,
+        store: ImageStore,
+        index: HammingIndex,
+        *,
+        max_distance: int,
+        confirm_distance: int,
+        max_pixels: int,
+        max_concurrent_decodes: int,
     ) -> None:
         self.store = store
         self.index = index
         self.max_distance = max_distance
         self.confirm_distance = confirm_distance
         self.max_pixels = max_pixels
+        # Request threads (up to 40) would otherwise all decode at once, each up to max_pixels.
+        self._decode_slots = threading.BoundedSemaphore(max_concurrent_decodes)
         # Held while the store and the index change, so that the index always holds exactly the
         # stored keys (its size is the image count) and duplicate checks see every earlier write.
         self._write_lock = threading.Lock()
@@ -92,8 +101,10 @@ class DoppelService:
             self.index.add(keys, hashes)
 
     def hash_upload(self, data: bytes) -> Upload:
-        """Hash an uploaded file; raises the hashing module's image errors."""
-        return Upload(hash_image_bytes(data, max_pixels=self.max_pixels), hashlib.sha256(data).hexdigest())
+        """Hash an uploaded file; raises the hashing module's image errors. Waits for a decode slot."""
+        with self._decode_slots:
+            hashes = hash_image_bytes(data, max_pixels=self.max_pixels)
+        return Upload(hashes, hashlib.sha256(data).hexdigest())
 
     def add(
         self,

@@ -32,7 +32,9 @@ def main() -> None:
     args = parser.parse_args()
     if not DEV.is_dir():
         sys.exit(f"needs the shared photos at {DEV}")
-    service = DoppelService(MemoryImageStore(), HammingIndex(), max_distance=10, confirm_distance=16, max_pixels=10**9)
+    service = DoppelService(
+        MemoryImageStore(), HammingIndex(), max_distance=10, confirm_distance=16, max_pixels=10**9, max_concurrent_decodes=1
+    )
     rng = random.Random(1)
     records = service.store.add(
         [NewImage(id=f"r{n}", dhash=rng.getrandbits(64), width=1, height=1) for n in range(args.stored)]

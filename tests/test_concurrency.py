@@ -1,9 +1,19 @@
-"""Parallel uploads and searches from threads: no lost record, no error."""
+"""Parallel uploads and searches from threads: no lost record, no error, no more decodes at once
+than the setting allows."""
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo, search, upload
+
+from app import service as service_module
+from app.hashing import ImageHashes
+from app.index import HammingIndex
+from app.service import DoppelService
+from app.store import MemoryImageStore
 
 
 def test_parallel_uploads_and_searches(client: TestClient) -> None:
@@ -50,3 +60,35 @@ def test_racing_replaces_and_deletes_keep_index_and_store_in_step(client: TestCl
     assert client.get("/health").json()["images"] == stored
     service = client.app.state.service  # type: ignore[attr-defined]
     assert len(service.index) == stored
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_no_more_decodes_at_once_than_the_setting(monkeypatch: pytest.MonkeyPatch, slots: int) -> None:
+    running, most = 0, 0
+    counting = threading.Lock()
+    real_hash = service_module.hash_image_bytes
+
+    def slow_hash(data: bytes, *, max_pixels: int) -> ImageHashes:
+        nonlocal running, most
+        with counting:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)  # long enough for every thread to arrive while this one decodes
+        with counting:
+            running -= 1
+        return real_hash(data, max_pixels=max_pixels)
+
+    monkeypatch.setattr(service_module, "hash_image_bytes", slow_hash)
+    service = DoppelService(
+        MemoryImageStore(),
+        HammingIndex(),
+        max_distance=10,
+        confirm_distance=16,
+        max_pixels=10**6,
+        max_concurrent_decodes=slots,
+    )
+    data = encode(make_photo(2, (64, 48)))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        uploads = list(pool.map(lambda _: service.hash_upload(data), range(8)))
+    assert most == slots
+    assert len({upload.hashes.dhash for upload in uploads}) == 1

@@ -22,7 +22,9 @@ def crowded() -> tuple[DoppelService, dict[str, int]]:
         for bit in rng.sample(range(64), n % 13):
             value |= 1 << bit
         hashes[f"img-{rng.randrange(10**6):06d}-{n}"] = value
-    service = DoppelService(MemoryImageStore(), HammingIndex(), max_distance=10, confirm_distance=16, max_pixels=1)
+    service = DoppelService(
+        MemoryImageStore(), HammingIndex(), max_distance=10, confirm_distance=16, max_pixels=1, max_concurrent_decodes=1
+    )
     records = service.store.add([NewImage(id=k, dhash=v, width=1, height=1) for k, v in hashes.items()])
     service.index.add([r.key for r in records], [r.dhash for r in records])
     return service, hashes
