@@ -179,12 +179,15 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
             f"image is {image.width}x{image.height} = {image.width * image.height} pixels, "
             f"over the limit of {max_pixels}"
         )
-    orientation = orientation_to_apply(image)
-    width, height = _turned(image.size, orientation)
+    size = image.size  # before a JPEG draft shrinks it
     try:
-        shape, stripes = grey_stripes(decode_for_hashing(image, data), orientation)
+        decoded = decode_for_hashing(image, data)
+        # Read once decoded: a reader that turns the pixels itself (TIFF's) has cleared the tag.
+        orientation = orientation_to_apply(decoded)
+        shape, stripes = grey_stripes(decoded, orientation)
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad data
         raise CorruptImage(f"the {image.format} image could not be decoded: {exc}") from exc
+    width, height = _turned(size, orientation)
     # One pass over the pixels for the three grids.
     wide, tall, square = lanczos_grids_of_stripes(stripes, shape, (WIDE, TALL, (DCT_SIDE, DCT_SIDE)))
     return ImageHashes(width=width, height=height, wide=wide, tall=tall, dct_low=low_frequencies(square))
@@ -318,11 +321,9 @@ def _flattened_palette(image: Image.Image) -> Image.Image:
 
 
 def orientation_to_apply(image: Image.Image) -> int:
-    """The EXIF (or XMP) orientation still to apply, 1-8: 1 (upright) when absent or unreadable,
-    and for a TIFF, whose Pillow reader turns the pixels itself while loading (and opens with
-    the size as displayed)."""
-    if image.format == "TIFF":
-        return 1
+    """The EXIF (or XMP) orientation still to apply to a loaded image, 1-8: 1 (upright) when
+    absent or unreadable. (Pillow's TIFF reader turns the pixels itself while loading, opens with
+    the size as displayed, and then drops the tag.)"""
     try:
         return int(image.getexif().get(0x0112, 1))
     except Exception:  # a damaged EXIF block must not refuse an image that decodes
