@@ -13,7 +13,6 @@ images in ../shared/images hash differently, by 1-5 bits, both tall cut-outs on 
 """
 
 import threading
-from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
@@ -36,29 +35,15 @@ def lanczos_grids(grey: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[
 
     Horizontal pass first, rounded to 8 bits, then the vertical pass, as Pillow's two-pass resize.
     """
-    return lanczos_grids_of_stripes([grey], grey.shape, sizes)
-
-
-def lanczos_grids_of_stripes(
-    stripes: Iterable[np.ndarray], shape: tuple[int, int], sizes: tuple[tuple[int, int], ...]
-) -> list[np.ndarray]:
-    """lanczos_grids of the image of `shape` (rows, cols) given as uint8 stripes of consecutive
-    rows, top to bottom, so that the caller need not hold the whole image (see
-    app.hashing.grey_stripes)."""
-    height, width = shape
+    height, width = grey.shape
     across = _side_by_side(width, tuple(w for w, _ in sizes))
     rows = _scratch_array("rows", (height, across.shape[1]))
     block_rows = max(1, _SCRATCH_BYTES // (4 * width))
-    top = 0
-    for stripe in stripes:
-        for start in range(0, len(stripe), block_rows):
-            pixels = stripe[start : start + block_rows]
-            block = _scratch_array("block", pixels.shape)
-            np.copyto(block, pixels)
-            np.matmul(block, across, out=rows[top : top + len(pixels)])
-            top += len(pixels)
-    if top != height:
-        raise ValueError(f"the stripes hold {top} rows, not {height}")
+    for top in range(0, height, block_rows):
+        pixels = grey[top : top + block_rows]
+        block = _scratch_array("block", pixels.shape)
+        np.copyto(block, pixels)
+        np.matmul(block, across, out=rows[top : top + len(pixels)])
     _round8(rows)
     grids = []
     first = 0

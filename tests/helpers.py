@@ -9,6 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from app.hashing import grey_pixels, orientation_to_apply
+
 SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 needs_shared = pytest.mark.skipif(
     not (SHARED_IMAGES / "dev").is_dir(),
@@ -29,6 +31,12 @@ def make_photo(seed: int, size: tuple[int, int] = (640, 480), mode: str = "RGB")
     grain = rng.normal(0, 6, size=(size[1], size[0], 3))
     pixels = np.clip(np.asarray(image, dtype=np.float64) + grain, 0, 255).astype(np.uint8)
     return Image.fromarray(pixels, "RGB").convert(mode)
+
+
+def grey_of(image: Image.Image) -> np.ndarray:
+    """The grey pixels Doppel hashes an opened image from (decoded whole, as a viewer sees it)."""
+    image.load()
+    return grey_pixels(image, orientation_to_apply(image))
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:

@@ -5,18 +5,19 @@ import io
 import imagehash
 import numpy as np
 import pytest
-from helpers import encode, encode_oriented, make_photo, needs_shared, shared_files
+from helpers import encode, encode_oriented, grey_of, make_photo, needs_shared, shared_files
 from PIL import Image, ImageOps
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
 from app.hashing import (
-    grey_for_hashing,
+    grey_pixels,
     hamming,
     hash_hex,
     hash_image_bytes,
     low_frequencies,
     on_white,
     parse_hash_hex,
+    upright,
 )
 
 LIMIT = 100_000_000
@@ -120,7 +121,7 @@ def test_flattening_gives_the_values_of_alpha_composite_onto_white(mode: str) ->
     image = _semi_transparent(mode)
     white = Image.new("RGBA", image.size, (255, 255, 255, 255))
     expected = Image.alpha_composite(white, image.convert("RGBA"))
-    assert np.array_equal(np.asarray(grey_for_hashing(image)), np.asarray(expected.convert("L")))
+    assert np.array_equal(grey_of(image), np.asarray(expected.convert("L")))
     # in colour too (the eval tool's edits start from it)
     assert np.array_equal(np.asarray(on_white(image).convert("RGB")), np.asarray(expected.convert("RGB")))
 
@@ -210,3 +211,16 @@ def test_a_flat_image_has_only_its_mean_in_the_dct_hash(transpose: Image.Transpo
     flat = Image.new("L", (64, 48), 77)
     image = flat if transpose is None else flat.transpose(transpose)
     assert hash_image_bytes(encode(image), max_pixels=LIMIT).dct_hash == 1 << 63
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "CMYK", "YCbCr", "1"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_grey_pixels_are_pillows_grey_of_the_upright_image(mode: str, orientation: int) -> None:
+    # Doppel turns the image once grey, and writes Pillow's RGB-to-grey straight into numpy:
+    # the same pixels as turning first and converting with convert("L").
+    image = make_photo(orientation, (211, 97)).convert(mode)  # odd sizes: rows not a multiple of 4 bytes
+    expected = upright(image, orientation)
+    expected = on_white(expected) if mode == "RGBA" else expected
+    grey = grey_pixels(image, orientation)
+    assert grey.dtype == np.uint8 and grey.flags.c_contiguous
+    assert np.array_equal(grey, np.asarray(expected.convert("L")))
