@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
 from app.jpeg_dc import dc_scans_only
 from app.resample import TALL, WIDE, lanczos_grids
+from app.scratch import SCRATCH
 
 pillow_heif.register_heif_opener()
 # Doppel checks the pixel count itself (before decoding) against its own setting.
@@ -182,12 +183,14 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
         decoded = decode_for_hashing(image, data)
         # Read once decoded: a reader that turns the pixels itself (TIFF's) has cleared the tag.
         orientation = orientation_to_apply(decoded)
-        grey = grey_pixels(decoded, orientation)
+        displayed = as_displayed(decoded, orientation)
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad data
         raise CorruptImage(f"the {image.format} image could not be decoded: {exc}") from exc
     width, height = _turned(size, orientation)
-    # One pass over the pixels for the three grids.
-    wide, tall, square = lanczos_grids(grey, (WIDE, TALL, (DCT_SIDE, DCT_SIDE)))
+    with SCRATCH.lend((displayed.height, displayed.width), np.uint8) as grey:
+        write_grey(displayed, grey)
+        # One pass over the pixels for the three grids.
+        wide, tall, square = lanczos_grids(grey, (WIDE, TALL, (DCT_SIDE, DCT_SIDE)))
     return ImageHashes(width=width, height=height, wide=wide, tall=tall, dct_low=low_frequencies(square))
 
 
@@ -242,21 +245,20 @@ def _turned(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # these turn a quarter
 
 
-def grey_pixels(image: Image.Image, orientation: int) -> np.ndarray:
-    """The loaded `image` as a viewer sees it, in 8-bit grey (rows x cols): first frame,
-    transparency flattened onto white, EXIF `orientation` (1-8, read once by the caller) applied.
-
-    Every step before the turn works pixel by pixel, so the image turns once grey: one byte a
-    pixel to move rather than four."""
+def as_displayed(image: Image.Image, orientation: int) -> Image.Image:
+    """The loaded `image` as a viewer shows it, in L or RGB (grey to come, see write_grey): first
+    frame, transparency flattened onto white, EXIF `orientation` (1-8, read once by the caller)
+    applied. Every step before the turn works pixel by pixel, so an image that turns does so once
+    grey: one byte a pixel to move rather than four."""
     if image.mode in _HIGH_BIT_DEPTH_MODES:
         image = _high_bit_depth_to_grey(image)
     elif has_transparency(image):
-        image = _flattened_grey(image)
+        image = _flattened(image)
     elif image.mode not in ("L", "RGB"):
         image = image.convert("L")
     if orientation in _ORIENTATION_TRANSPOSE:
         image = upright(image if image.mode == "L" else image.convert("L"), orientation)
-    return _grey_array(image)
+    return image
 
 
 def upright(image: Image.Image, orientation: int) -> Image.Image:
@@ -266,22 +268,21 @@ def upright(image: Image.Image, orientation: int) -> Image.Image:
     return image if method is None else image.transpose(method)
 
 
-def _flattened_grey(image: Image.Image) -> Image.Image:
+def _flattened(image: Image.Image) -> Image.Image:
     """An image with transparency flattened onto white: L, or RGB for colour with alpha."""
     if image.mode == "P":  # the grey of each flattened entry, looked up: one byte a pixel, not three
         return image.point(list(_flattened_palette(image).convert("L").tobytes()), "L")
     return on_white(image)
 
 
-def _grey_array(image: Image.Image) -> np.ndarray:
-    """The pixels of an L or RGB image, converted to grey as `convert("L")` does, written by Pillow
-    straight into a new numpy array: numpy cannot view Pillow's memory, and a grey copy made by
-    Pillow then copied by numpy costs a third of the resize on a large photo (10 of 31 ms at 16 MP).
-    The target is a Pillow image over the array's memory (`frombuffer` maps, not copies, an L
-    buffer); Pillow checks that the sizes match."""
-    pixels = np.empty((image.height, image.width), dtype=np.uint8)
-    image.im.convert_into(Image.frombuffer("L", image.size, pixels, "raw", "L", 0, 1).im)
-    return pixels
+def write_grey(image: Image.Image, pixels: np.ndarray) -> None:
+    """Write the grey of an L or RGB image, as `convert("L")` computes it, into the uint8 array of
+    its size (rows x cols). Pillow writes it straight into the array: numpy cannot view Pillow's
+    memory, and a grey copy made by Pillow then copied by numpy cost a third of the resize on a
+    large photo (10 of 31 ms at 16 MP). The target is a Pillow image over the array's memory
+    (`frombuffer` maps an L buffer rather than copying it); Pillow checks that the sizes match."""
+    rows, cols = pixels.shape
+    image.im.convert_into(Image.frombuffer("L", (cols, rows), pixels, "raw", "L", 0, 1).im)
 
 
 def on_white(image: Image.Image) -> Image.Image:

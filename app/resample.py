@@ -12,21 +12,18 @@ can move a few values more where a high-contrast edge is clipped in between (2 o
 images in ../shared/images hash differently, by 1-5 bits, both tall cut-outs on transparency).
 """
 
-import threading
 from functools import lru_cache
 
 import numpy as np
+
+from app.scratch import SCRATCH
 
 WIDE = (9, 8)  # (width, height) of the grid the horizontal dHash is read from
 TALL = (8, 9)  # ... and of the grid of the vertical dHash
 _PILLOW_PRECISION_BITS = 22  # Pillow's fixed-point weights (libImaging/Resample.c)
 _LANCZOS_LOBES = 3
-# The float32 rows of one block and the horizontal pass are kept per thread and reused: an array
-# this size allocated afresh is mapped and faulted in anew by glibc on every call (measured: half
-# of a 0.4 ms resize of a 400x400 image). Blocks of up to this many bytes; larger needs (an
-# image over 10,000 px tall) get a temporary array instead, so a thread keeps at most twice this.
-_SCRATCH_BYTES = 2 << 20
-_scratch = threading.local()
+# Rows of the image go through the first pass in blocks of at most this many bytes as float32.
+_BLOCK_BYTES = 2 << 20
 
 
 def lanczos_grids(grey: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
@@ -37,14 +34,21 @@ def lanczos_grids(grey: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[
     """
     height, width = grey.shape
     across = _side_by_side(width, tuple(w for w, _ in sizes))
-    rows = _scratch_array("rows", (height, across.shape[1]))
-    block_rows = max(1, _SCRATCH_BYTES // (4 * width))
-    for top in range(0, height, block_rows):
-        pixels = grey[top : top + block_rows]
-        block = _scratch_array("block", pixels.shape)
-        np.copyto(block, pixels)
-        np.matmul(block, across, out=rows[top : top + len(pixels)])
-    _round8(rows)
+    block_rows = min(height, max(1, _BLOCK_BYTES // (4 * width)))
+    with (
+        SCRATCH.lend((height, across.shape[1]), np.float32) as rows,
+        SCRATCH.lend((block_rows, width), np.float32) as block,
+    ):
+        for top in range(0, height, block_rows):
+            pixels = grey[top : top + block_rows]
+            np.copyto(block[: len(pixels)], pixels)
+            np.matmul(block[: len(pixels)], across, out=rows[top : top + len(pixels)])
+        return _vertical_pass(_round8(rows), sizes)
+
+
+def _vertical_pass(rows: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
+    """Each grid from the first pass (every grid's columns side by side), as new uint8 arrays."""
+    height = len(rows)
     grids = []
     first = 0
     for out_width, out_height in sizes:
@@ -97,16 +101,3 @@ def _round8(values: np.ndarray) -> np.ndarray:
     np.floor(values, out=values)
     np.maximum(values, 0, out=values)
     return np.minimum(values, 255, out=values)
-
-
-def _scratch_array(name: str, shape: tuple[int, int]) -> np.ndarray:
-    """A float32 array of `shape` with undefined content, this thread's to use until its next call
-    with the same name."""
-    size = shape[0] * shape[1]
-    if 4 * size > _SCRATCH_BYTES:
-        return np.empty(shape, dtype=np.float32)
-    buffer = getattr(_scratch, name, None)
-    if buffer is None:
-        buffer = np.empty(_SCRATCH_BYTES // 4, dtype=np.float32)
-        setattr(_scratch, name, buffer)
-    return buffer[:size].reshape(shape)

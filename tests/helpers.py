@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.hashing import grey_pixels, orientation_to_apply
+from app.hashing import as_displayed, orientation_to_apply, write_grey
 
 SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 needs_shared = pytest.mark.skipif(
@@ -36,7 +36,10 @@ def make_photo(seed: int, size: tuple[int, int] = (640, 480), mode: str = "RGB")
 def grey_of(image: Image.Image) -> np.ndarray:
     """The grey pixels Doppel hashes an opened image from (decoded whole, as a viewer sees it)."""
     image.load()
-    return grey_pixels(image, orientation_to_apply(image))
+    displayed = as_displayed(image, orientation_to_apply(image))
+    grey = np.empty((displayed.height, displayed.width), dtype=np.uint8)
+    write_grey(displayed, grey)
+    return grey
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:

@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
 from app.hashing import (
-    grey_pixels,
+    as_displayed,
     hamming,
     hash_hex,
     hash_image_bytes,
@@ -18,6 +18,7 @@ from app.hashing import (
     on_white,
     parse_hash_hex,
     upright,
+    write_grey,
 )
 
 LIMIT = 100_000_000
@@ -215,12 +216,19 @@ def test_a_flat_image_has_only_its_mean_in_the_dct_hash(transpose: Image.Transpo
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "CMYK", "YCbCr", "1"])
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_grey_pixels_are_pillows_grey_of_the_upright_image(mode: str, orientation: int) -> None:
+def test_grey_is_pillows_grey_of_the_upright_image(mode: str, orientation: int) -> None:
     # Doppel turns the image once grey, and writes Pillow's RGB-to-grey straight into numpy:
     # the same pixels as turning first and converting with convert("L").
     image = make_photo(orientation, (211, 97)).convert(mode)  # odd sizes: rows not a multiple of 4 bytes
     expected = upright(image, orientation)
     expected = on_white(expected) if mode == "RGBA" else expected
-    grey = grey_pixels(image, orientation)
-    assert grey.dtype == np.uint8 and grey.flags.c_contiguous
+    displayed = as_displayed(image, orientation)
+    assert displayed.mode in ("L", "RGB")
+    grey = np.empty((displayed.height, displayed.width), dtype=np.uint8)
+    write_grey(displayed, grey)
     assert np.array_equal(grey, np.asarray(expected.convert("L")))
+
+
+def test_grey_is_refused_into_an_array_of_another_size() -> None:
+    with pytest.raises(ValueError, match="do not match"):
+        write_grey(make_photo(1, (40, 30)), np.empty((40, 30), dtype=np.uint8))  # rows x cols: 30 x 40

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from helpers import make_photo, needs_shared, shared_files
+from helpers import grey_of, make_photo, needs_shared, shared_files
 from PIL import Image
 
-from app.hashing import grey_pixels, horizontal_bits, open_image, orientation_to_apply, vertical_bits
+from app.hashing import horizontal_bits, open_image, vertical_bits
 from app.resample import TALL, WIDE, lanczos_grids, lanczos_weights
 
 
@@ -34,9 +34,7 @@ def test_real_images_mostly_hash_as_with_pillows_resize() -> None:
     files = shared_files("dev") + shared_files("large")
     same = 0
     for path in files:
-        image = open_image(path.read_bytes())
-        image.load()
-        grey = Image.fromarray(grey_pixels(image, orientation_to_apply(image)))
+        grey = Image.fromarray(grey_of(open_image(path.read_bytes())))
         wide, tall = lanczos_grids(np.asarray(grey), (WIDE, TALL))
         expected_wide, expected_tall = pillow_grids(grey)
         same += horizontal_bits(wide) == horizontal_bits(expected_wide)
