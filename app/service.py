@@ -13,7 +13,6 @@ from app.errors import (
     DuplicateImage,
     ImageExists,
     ImageNotFound,
-    ImageTooLarge,
     InvalidInput,
     ItemFault,
 )
@@ -22,7 +21,14 @@ from app.index import HammingIndex
 from app.models import FileItem, HashItem, ImageRecord, Match, Metadata, NewImage, Orientation, Page
 from app.orientation import variants_of_hashes, variants_of_image
 from app.store import ImageStore
-from app.validation import check_image_id, check_metadata, new_image_id, parse_hash, parse_metadata
+from app.validation import (
+    check_file_size,
+    check_image_id,
+    check_metadata,
+    new_image_id,
+    parse_hash,
+    parse_metadata,
+)
 
 REBUILD_BATCH = 100_000
 RESOLVE_CHUNK = 256
@@ -298,9 +304,7 @@ class DoppelService:
         return matches[: options.limit]
 
     def _hash_file(self, data: bytes, max_bytes: int) -> Upload:
-        if len(data) > max_bytes:
-            raise ImageTooLarge(f"the file is over the upload limit of {max_bytes} bytes")
-        return self.hash_upload(data)
+        return self.hash_upload(check_file_size(data, max_bytes))
 
     def _store_batch(self, indexed: list[tuple[int, NewImage]], faults: list[ItemFault]) -> list[ImageRecord]:
         """Store the images of a batch (store first, then index), or raise BatchRejected.

@@ -5,7 +5,7 @@ import math
 import secrets
 import unicodedata
 
-from app.errors import InvalidInput
+from app.errors import ImageTooLarge, InvalidInput
 from app.hashing import parse_hash_hex
 from app.models import Metadata
 
@@ -14,6 +14,13 @@ MAX_METADATA_BYTES = 16 * 1024
 # Deeper metadata cannot be written back as JSON (the response serialiser stops near 255 levels),
 # and no real metadata needs more.
 MAX_METADATA_DEPTH = 32
+
+
+def check_file_size(data: bytes, max_bytes: int) -> bytes:
+    """An uploaded file of at most `max_bytes`; ImageTooLarge otherwise."""
+    if len(data) > max_bytes:
+        raise ImageTooLarge(f"the file is over the upload limit of {max_bytes} bytes")
+    return data
 
 
 def new_image_id() -> str:

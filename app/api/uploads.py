@@ -5,7 +5,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import ImageTooLarge
+from app.validation import check_file_size
 
 # Room for the multipart framing and the small form fields (id, metadata) around the file.
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -14,10 +14,7 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 async def read_upload(file: UploadFile, *, max_bytes: int) -> bytes:
     """The file's bytes; ImageTooLarge if it has more than `max_bytes`. (A file held in memory is
     read without a thread-pool hop; one spooled to disk is read on the pool.)"""
-    data = await file.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ImageTooLarge(f"the file is over the upload limit of {max_bytes} bytes")
-    return data
+    return check_file_size(await file.read(max_bytes + 1), max_bytes)
 
 
 class BodySizeLimit:
