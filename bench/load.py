@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # helpers imports app
 # helpers imports the test client, which warns about its httpx dependency.
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
