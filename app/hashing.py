@@ -32,6 +32,9 @@ JPEG_DRAFT_SIDE = 128
 # Pillow's draft picks 1/8 when both sides are at least 8 times the asked side: then only the DC
 # coefficients are read, and a progressive file can skip its AC scans (app/jpeg_dc.py).
 _JPEG_DC_ONLY_SIDE = 8 * JPEG_DRAFT_SIDE
+# The longest side accepted (JPEG's own limit): the resize's weights take 0.2 KB per pixel of a
+# side, so a tiny file of 1 x 100,000,000 pixels (within the pixel limit) would need 20 GB.
+MAX_SIDE = 65_535
 DCT_SIDE = 32  # as imagehash.phash: 8 x its high-frequency factor 4
 # Rows k < 8 of the DCT-II matrix of size 32 (scipy's type 2, unnormalised): 2 cos(pi k (2n+1) / 64).
 _DCT_LOW = 2 * np.cos(np.pi * np.outer(np.arange(8), 2 * np.arange(DCT_SIDE) + 1) / (2 * DCT_SIDE))
@@ -49,6 +52,8 @@ _ORIENTATION_TRANSPOSE = {  # as ImageOps.exif_transpose
     8: Image.Transpose.ROTATE_90,
 }
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+if not hasattr(Image.core.new("L", (1, 1)), "convert_into"):  # write_grey's; Pillow-internal
+    raise ImportError("Doppel needs Pillow's ImagingCore.convert_into: install the Pillow of requirements.txt")
 
 # The Pillow plugins Doppel lets open an upload. Pillow would otherwise try all ~45 of its readers,
 # among them EPS (which runs Ghostscript on the upload) and lenient ones (TGA, SPIDER) that take
@@ -169,7 +174,8 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
     """Decode `data` as a viewer would and hash it.
 
     Raises UnsupportedImage (not an image we read), CorruptImage (a known format that does not
-    decode) or ImageTooLarge (more than `max_pixels`, refused before the pixels are decoded).
+    decode) or ImageTooLarge (more than `max_pixels`, or a side over MAX_SIDE, refused before the
+    pixels are decoded).
     """
     image = open_image(data)
     # From the header, before anything reads the pixels (for a PNG, even reading EXIF does).
@@ -178,6 +184,8 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
             f"image is {image.width}x{image.height} = {image.width * image.height} pixels, "
             f"over the limit of {max_pixels}"
         )
+    if max(image.size) > MAX_SIDE:
+        raise ImageTooLarge(f"image is {image.width}x{image.height}: a side is over the limit of {MAX_SIDE} pixels")
     size = image.size  # before a JPEG draft shrinks it
     try:
         decoded = decode_for_hashing(image, data)
@@ -254,6 +262,8 @@ def as_displayed(image: Image.Image, orientation: int) -> Image.Image:
         image = _high_bit_depth_to_grey(image)
     elif has_transparency(image):
         image = _flattened(image)
+    elif image.mode == "LAB":  # Pillow has no LAB to grey; to RGB it goes through a colour profile
+        image = image.convert("RGB")
     elif image.mode not in ("L", "RGB"):
         image = image.convert("L")
     if orientation in _ORIENTATION_TRANSPOSE:
@@ -271,7 +281,9 @@ def upright(image: Image.Image, orientation: int) -> Image.Image:
 def _flattened(image: Image.Image) -> Image.Image:
     """An image with transparency flattened onto white: L, or RGB for colour with alpha."""
     if image.mode == "P":  # the grey of each flattened entry, looked up: one byte a pixel, not three
-        return image.point(list(_flattened_palette(image).convert("L").tobytes()), "L")
+        grey = image.point(list(_flattened_palette(image).convert("L").tobytes()), "L")
+        del grey.info["transparency"]  # copied along: it named a palette entry, now a grey value
+        return grey
     return on_white(image)
 
 

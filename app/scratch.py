@@ -3,9 +3,9 @@
 An array of more than 128 KiB is mapped by glibc straight from the kernel and faulted in page by
 page on first touch, on every call: for the grey copy of a 16-megapixel photo (16 MiB) that cost
 5-15 ms, a third of the hash's own work, and half of a 0.4 ms resize of a 400x400 image. A lent
-buffer has been touched before. At most as many buffers are kept as were ever lent at once (the
-service bounds the hashes running at once with max_concurrent_decodes), each up to `max_kept_bytes`;
-a larger need gets a fresh array, dropped after use.
+buffer has been touched before. Smaller needs come from glibc's heap, whose pages stay mapped, so
+they are not pooled. The buffers kept hold at most `max_kept_bytes` in all: the largest are kept
+first, since they cost the most to fault in.
 """
 
 import math
@@ -19,8 +19,9 @@ import numpy as np
 class ScratchPool:
     """Buffers lent as arrays of any shape and dtype, whose content is undefined."""
 
-    def __init__(self, max_kept_bytes: int) -> None:
+    def __init__(self, max_kept_bytes: int, min_lent_bytes: int = 128 << 10) -> None:
         self.max_kept_bytes = max_kept_bytes
+        self.min_lent_bytes = min_lent_bytes
         self._free: list[np.ndarray] = []  # uint8, smallest first
         self._lock = threading.Lock()
 
@@ -28,6 +29,9 @@ class ScratchPool:
     def lend(self, shape: tuple[int, ...], dtype: type[np.generic]) -> Iterator[np.ndarray]:
         """An array of `shape` and `dtype`, the caller's until the block ends (not after)."""
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        if nbytes < self.min_lent_bytes:
+            yield np.empty(shape, dtype=dtype)
+            return
         buffer = self._take(nbytes)
         try:
             yield buffer[:nbytes].view(dtype).reshape(shape)
@@ -41,12 +45,9 @@ class ScratchPool:
 
     def _take(self, nbytes: int) -> np.ndarray:
         with self._lock:
-            for n, buffer in enumerate(self._free):
+            for n, buffer in enumerate(self._free):  # the smallest that is large enough
                 if buffer.size >= nbytes:
                     return self._free.pop(n)
-            if self._free and nbytes <= self.max_kept_bytes:
-                # Replaced by a larger one: the count kept stays the most ever lent at once.
-                self._free.pop(0)
         return np.empty(nbytes, dtype=np.uint8)
 
     def _give_back(self, buffer: np.ndarray) -> None:
@@ -55,7 +56,10 @@ class ScratchPool:
         with self._lock:
             self._free.append(buffer)
             self._free.sort(key=len)
+            kept = sum(free.size for free in self._free)
+            while kept > self.max_kept_bytes:
+                kept -= self._free.pop(0).size
 
 
-# The process's pool: grey images of up to 32 megapixels, and the resize's blocks, are reused.
-SCRATCH = ScratchPool(max_kept_bytes=32 << 20)
+# The process's pool: enough for two 32-megapixel images (grey 32 MiB, resize blocks 2 MiB each).
+SCRATCH = ScratchPool(max_kept_bytes=64 << 20)

@@ -10,6 +10,7 @@ from PIL import Image, ImageOps
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
 from app.hashing import (
+    MAX_SIDE,
     as_displayed,
     hamming,
     hash_hex,
@@ -179,6 +180,13 @@ def test_pixel_limit_is_checked_before_decoding() -> None:
     assert hash_image_bytes(data, max_pixels=2_000_000).width == 2000
 
 
+def test_a_side_over_the_limit_is_refused_before_decoding() -> None:
+    # A few KB of PNG, within the pixel limit: its resize weights alone would take gigabytes.
+    with pytest.raises(ImageTooLarge, match=f"1x{MAX_SIDE + 1}: a side is over the limit of {MAX_SIDE}"):
+        hash_image_bytes(encode(Image.new("L", (1, MAX_SIDE + 1)), "PNG"), max_pixels=LIMIT)
+    assert hash_image_bytes(encode(Image.new("L", (MAX_SIDE, 2)), "PNG"), max_pixels=LIMIT).width == MAX_SIDE
+
+
 
 def test_sixteen_bit_grey_with_a_transparent_value_is_scaled_then_flattened() -> None:
     grey = make_photo(14, (200, 150)).convert("L")
@@ -232,3 +240,20 @@ def test_grey_is_pillows_grey_of_the_upright_image(mode: str, orientation: int) 
 def test_grey_is_refused_into_an_array_of_another_size() -> None:
     with pytest.raises(ValueError, match="do not match"):
         write_grey(make_photo(1, (40, 30)), np.empty((40, 30), dtype=np.uint8))  # rows x cols: 30 x 40
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_flattened_palette_image_keeps_no_transparency(orientation: int) -> None:
+    palette = Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16), "L").convert("P")
+    palette.putpalette(bytes(range(256)) * 3)
+    image = Image.open(io.BytesIO(encode(palette, "PNG", transparency=7)))
+    image.load()
+    displayed = as_displayed(image, orientation)
+    assert displayed.mode == "L" and "transparency" not in displayed.info  # it would flatten again
+    expected = upright(on_white(image), orientation).convert("L")
+    assert np.array_equal(np.asarray(displayed), np.asarray(expected))
+
+
+def test_a_lab_image_hashes_like_its_rgb() -> None:
+    photo = make_photo(4, (320, 240))
+    assert hamming(hash_of(encode(photo.convert("LAB"), "TIFF")), hash_of(encode(photo))) <= 3

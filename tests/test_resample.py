@@ -42,12 +42,19 @@ def test_real_images_mostly_hash_as_with_pillows_resize() -> None:
     assert same / (2 * len(files)) >= 0.95
 
 
-@pytest.mark.parametrize(("in_size", "out_size"), [(5312, 9), (100, 8), (9, 9), (2, 9)])
+@pytest.mark.parametrize(("in_size", "out_size"), [(5312, 9), (100, 8), (9, 9), (2, 9), (70_000, 32)])
 def test_each_output_pixel_weights_sum_to_one(in_size: int, out_size: int) -> None:
-    weights = lanczos_weights(in_size, out_size)
+    weights = lanczos_weights(in_size, (out_size,))
     assert weights.shape == (in_size, out_size)
     assert np.allclose(weights.sum(axis=0), 1.0, atol=1e-5)
-    assert not weights.flags.writeable  # cached and shared between threads
+
+
+def test_weights_of_every_grid_side_by_side_and_cached_read_only() -> None:
+    weights = lanczos_weights(1000, (9, 8, 32))
+    assert weights.shape == (1000, 49)
+    assert np.array_equal(weights[:, 9:17], lanczos_weights(1000, (8,)))
+    assert lanczos_weights(1000, (9, 8, 32)) is weights  # cached and shared between threads,
+    assert not weights.flags.writeable  # so nobody may write to it
 
 
 def test_other_grids_ride_the_same_pass() -> None:
