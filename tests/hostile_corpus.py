@@ -76,6 +76,8 @@ def refused() -> list[Refused]:
         Refused("gif bomb", _gif_bomb(), 413, f"{BOMB_SIDE}x{BOMB_SIDE}"),
         Refused("tiff bomb", _tiff_bomb(), 413, f"{BOMB_SIDE}x{BOMB_SIDE}"),
         Refused("bmp bomb", _bmp_bomb(), 413, f"{BOMB_SIDE}x{BOMB_SIDE}"),
+        # 1,000,000 pixels in 2 KB: within the pixel limit, but its side would need 200 MB of weights
+        Refused("strip bomb", encode(Image.new("L", (1, 1_000_000))), 413, "1x1000000: a side is over"),
     ]
     return cases
 
