@@ -53,7 +53,7 @@ _ORIENTATION_TRANSPOSE = {  # as ImageOps.exif_transpose
 }
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 if not hasattr(Image.core.new("L", (1, 1)), "convert_into"):  # write_grey's; Pillow-internal
-    raise ImportError("Doppel needs Pillow's ImagingCore.convert_into: install the Pillow of requirements.txt")
+    raise ImportError("Doppel needs Pillow's ImagingCore.convert_into: install requirements.txt's Pillow")
 
 # The Pillow plugins Doppel lets open an upload. Pillow would otherwise try all ~45 of its readers,
 # among them EPS (which runs Ghostscript on the upload) and lenient ones (TGA, SPIDER) that take
@@ -185,7 +185,9 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
             f"over the limit of {max_pixels}"
         )
     if max(image.size) > MAX_SIDE:
-        raise ImageTooLarge(f"image is {image.width}x{image.height}: a side is over the limit of {MAX_SIDE} pixels")
+        raise ImageTooLarge(
+            f"image is {image.width}x{image.height}: a side is over the limit of {MAX_SIDE} pixels"
+        )
     size = image.size  # before a JPEG draft shrinks it
     try:
         decoded = decode_for_hashing(image, data)

@@ -30,7 +30,11 @@ def test_small_needs_are_not_pooled() -> None:
 
 def test_buffers_lent_at_once_do_not_overlap() -> None:
     scratch = pool()
-    with scratch.lend((1000,), np.uint8) as a, scratch.lend((1000,), np.uint8) as b, scratch.lend((200,), np.uint8) as c:
+    with (
+        scratch.lend((1000,), np.uint8) as a,
+        scratch.lend((1000,), np.uint8) as b,
+        scratch.lend((200,), np.uint8) as c,
+    ):
         for one, other in ((a, b), (a, c), (b, c)):
             assert not np.shares_memory(one, other)
     assert scratch.kept_bytes() == 2200
