@@ -17,6 +17,7 @@ import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
+from app.exif import ORIENTATION_TAG, UPRIGHT, orientation_in_exif
 from app.jpeg_dc import dc_scans_only
 from app.resample import TALL, WIDE, lanczos_grids
 from app.scratch import SCRATCH
@@ -51,6 +52,7 @@ _ORIENTATION_TRANSPOSE = {  # as ImageOps.exif_transpose
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+_XMP_KEYS = {"xmp", "XML:com.adobe.xmp"}  # where Pillow finds XMP (Image.getexif)
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 if not hasattr(Image.core.new("L", (1, 1)), "convert_into"):  # write_grey's; Pillow-internal
     raise ImportError("Doppel needs Pillow's ImagingCore.convert_into: install requirements.txt's Pillow")
@@ -335,10 +337,16 @@ def orientation_to_apply(image: Image.Image) -> int:
     """The EXIF (or XMP) orientation still to apply to a loaded image, 1-8: 1 (upright) when
     absent or unreadable. (Pillow's TIFF reader turns the pixels itself while loading, opens with
     the size as displayed, and then drops the tag.)"""
+    block = image.info.get("exif")
+    if isinstance(block, bytes):
+        found = orientation_in_exif(block)
+        # Without the tag in EXIF, Pillow reads XMP's: left to it.
+        if found is not None and not (found == UPRIGHT and _XMP_KEYS & image.info.keys()):
+            return found
     try:
-        return int(image.getexif().get(0x0112, 1))
+        return int(image.getexif().get(ORIENTATION_TAG, UPRIGHT))
     except Exception:  # a damaged EXIF block must not refuse an image that decodes
-        return 1
+        return UPRIGHT
 
 
 def has_transparency(image: Image.Image) -> bool:

@@ -87,6 +87,23 @@ def test_exif_orientation_is_applied(orientation: int, fmt: str) -> None:
     assert hamming(hashes.dhash, hash_of(encode(upright))) <= 3
 
 
+XMP_TURNED = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+
+
+@pytest.mark.parametrize("exif_orientation", [None, 1, 8])
+def test_xmp_orientation_counts_only_where_exif_has_none(exif_orientation: int | None) -> None:
+    # As Pillow's getexif: EXIF's tag wins; without it (or without EXIF), XMP's applies.
+    exif = Image.Exif()
+    exif[0x010F] = "Camera maker"
+    if exif_orientation is not None:
+        exif[0x0112] = exif_orientation
+    buffer = io.BytesIO()
+    make_photo(3, (400, 300)).save(buffer, "JPEG", exif=exif, xmp=XMP_TURNED)
+    hashes = hash_image_bytes(buffer.getvalue(), max_pixels=LIMIT)
+    turned = exif_orientation in (None, 8)
+    assert (hashes.width, hashes.height) == ((300, 400) if turned else (400, 300))
+
+
 def test_transparency_is_flattened_onto_white() -> None:
     photo = make_photo(4, (300, 300))
     rgba = photo.convert("RGBA")
