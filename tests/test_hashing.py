@@ -254,6 +254,18 @@ def test_grey_is_pillows_grey_of_the_upright_image(mode: str, orientation: int) 
     assert np.array_equal(grey, np.asarray(expected.convert("L")))
 
 
+@pytest.mark.parametrize("palette_mode", ["RGB", "RGBA"])
+@pytest.mark.parametrize("entries", [1, 5, 256])
+def test_a_palette_image_is_pillows_grey_even_with_indices_past_its_palette(palette_mode: str, entries: int) -> None:
+    rng = np.random.default_rng(entries)
+    image = Image.fromarray(rng.integers(0, 256, (40, 70), dtype=np.uint8), "P")
+    image.putpalette(rng.integers(0, 256, entries * len(palette_mode), dtype=np.uint8).tobytes(), palette_mode)
+    displayed = as_displayed(image, 1)
+    grey = np.empty((40, 70), dtype=np.uint8)
+    write_grey(displayed, grey)
+    assert np.array_equal(grey, np.asarray(image.convert("L")))
+
+
 def test_grey_is_refused_into_an_array_of_another_size() -> None:
     with pytest.raises(ValueError, match="do not match"):
         write_grey(make_photo(1, (40, 30)), np.empty((40, 30), dtype=np.uint8))  # rows x cols: 30 x 40
