@@ -5,6 +5,8 @@ Per image, three timings, repeated (median of --repeats), in two pairs taking tu
   decode  app.hashing.decode_for_hashing: the decode alone, at the same settings (JPEG draft
           scale, DC scans of a large progressive JPEG)
   ref     imagehash.dhash(Image.open(f)): the full decode and Pillow's resize
+  grey    the hash up to its grids: decode, orientation, flattening, grey (where the rest of the
+          hash's time beyond the decode goes: what no faster resize can take back)
 Targets (issue 3): hash within 1.15x of decode; over large/, ref at least 2x hash in total.
 Also: the hash's distance to the reference (on images without EXIF rotation or transparency,
 which Doppel applies and the reference ignores), and whether hashing in 2 threads uses 2 cores.
@@ -21,12 +23,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import imagehash
+import numpy as np
 from PIL import Image
 from support import REPO, shared_images, timed
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(REPO))
-from app.hashing import decode_for_hashing, hamming, hash_image_bytes, open_image  # noqa: E402
+from app.hashing import (  # noqa: E402
+    as_displayed,
+    decode_for_hashing,
+    hamming,
+    hash_image_bytes,
+    open_image,
+    orientation_to_apply,
+    write_grey,
+)
 
 MAX_PIXELS = 100_000_000
 
@@ -35,15 +46,20 @@ def doppel_hash(data: bytes) -> int:
     return hash_image_bytes(data, max_pixels=MAX_PIXELS).dhash
 
 
-def decode_only(data: bytes) -> None:
-    decode_for_hashing(open_image(data), data)
+def decode_only(data: bytes) -> Image.Image:
+    return decode_for_hashing(open_image(data), data)
+
+
+def grey_only(data: bytes) -> None:
+    displayed = as_displayed((decoded := decode_only(data)), orientation_to_apply(decoded))
+    write_grey(displayed, np.empty((displayed.height, displayed.width), dtype=np.uint8))
 
 
 def reference_hash(data: bytes) -> int:
     return int(str(imagehash.dhash(Image.open(io.BytesIO(data)))), 16)
 
 
-METHODS = {"hash": doppel_hash, "decode": decode_only, "ref": reference_hash}
+METHODS = {"hash": doppel_hash, "decode": decode_only, "ref": reference_hash, "grey": grey_only}
 
 
 def comparable(path: Path) -> bool:
@@ -76,8 +92,9 @@ def report(title: str, paths: list[Path], repeats: int, *, per_image: bool) -> N
     datas = [p.read_bytes() for p in paths]
     vs_decode = time_pair(datas, "hash", "decode", repeats)
     vs_ref = time_pair(datas, "hash", "ref", repeats)
+    grey_vs_decode = time_pair(datas, "grey", "decode", repeats)
     print(f"\n{title}: {len(paths)} images, median of {repeats} runs taking turns, ms per image")
-    print("  (hash and decode timed as one pair, hash' and ref as another)")
+    print("  (hash and decode timed as one pair, hash' and ref as another, grey and decode as a third)")
     if per_image:
         hash2, ratio2 = "hash'", "ref/hash'"
         print(f"  {'image':10} {'hash':>8} {'decode':>8} {'hash/decode':>12} {hash2:>8} {'ref':>8} {ratio2:>10}")
@@ -94,6 +111,12 @@ def report(title: str, paths: list[Path], repeats: int, *, per_image: bool) -> N
         f"{hash_total / decode_total:.2f}x in total (per image: median {statistics.median(ratios):.2f}x, "
         f"max {max(ratios):.2f}x, {within} of {len(ratios)} within 1.15x) | hash {hash2_total * 1000:.0f} ms, "
         f"ref {ref_total * 1000:.0f} ms: ref/hash {ref_total / hash2_total:.2f}x in total"
+    )
+    grey_ratios = [g / d for g, d in zip(grey_vs_decode["grey"], grey_vs_decode["decode"], strict=True)]
+    print(
+        f"  before the grids (decode, orientation, flattening, grey): per image median "
+        f"{statistics.median(grey_ratios):.2f}x the decode, {sum(r <= 1.15 for r in grey_ratios)} of "
+        f"{len(grey_ratios)} within 1.15x"
     )
     distances = [hamming(doppel_hash(data), reference_hash(data)) for p, data in zip(paths, datas, strict=True) if comparable(p)]
     print(
