@@ -50,27 +50,23 @@ def lanczos_grids(grey: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[
 
 
 def _vertical_pass(rows: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
-    """Each grid from the first pass (every grid's columns side by side), as uint8 arrays (views
-    of one array): the products go side by side into one buffer, so one rounding serves them all."""
+    """Each grid from the first pass (every grid's columns side by side), as new uint8 arrays: the
+    products go side by side into one buffer, so that one rounding serves them all."""
     down = lanczos_weights(len(rows), tuple(h for _, h in sizes))
     grids = np.empty(sum(w * h for w, h in sizes), dtype=np.float32)
-    placed = []  # (first cell, width, height) of each grid in the buffer
+    products = []
     across = down_first = cell = 0
     for out_width, out_height in sizes:
         product = grids[cell : cell + out_width * out_height].reshape(out_height, out_width)
         # One product per grid, not one for all: that would sum in another order and move a
         # value sitting on a rounding tie (measured: 2 cells in 300 random images), changing hashes.
         weights = down[:, down_first : down_first + out_height]
-        np.matmul(weights.T, rows[:, across : across + out_width], out=product)
-        placed.append((cell, out_width, out_height))
+        products.append(np.matmul(weights.T, rows[:, across : across + out_width], out=product))
         across += out_width
         down_first += out_height
         cell += out_width * out_height
-    # Round half up and clip, as _round8; then truncation is rounding down, all values being >= 0.
-    np.add(grids, 0.5, out=grids)
-    np.clip(grids, 0, 255, out=grids)
-    cells = grids.astype(np.uint8)
-    return [cells[first : first + w * h].reshape(h, w) for first, w, h in placed]
+    _round8(grids)
+    return [product.astype(np.uint8) for product in products]
 
 
 def lanczos_weights(in_size: int, out_sizes: tuple[int, ...]) -> np.ndarray:
