@@ -1,6 +1,6 @@
 """Hashing speed: Doppel's hash vs decoding alone vs the reference `imagehash.dhash(Image.open(f))`.
 
-Per image, three timings, repeated (median of --repeats), in two pairs taking turns:
+Per image, four timings, repeated (median of --repeats), in three pairs taking turns:
   hash    app.hashing.hash_image_bytes: header, decode, grey, the 9x8, 8x9 and 32x32 grids, bits
   decode  app.hashing.decode_for_hashing: the decode alone, at the same settings (JPEG draft
           scale, DC scans of a large progressive JPEG)
@@ -38,6 +38,7 @@ from app.hashing import (  # noqa: E402
     orientation_to_apply,
     write_grey,
 )
+from app.scratch import SCRATCH  # noqa: E402
 
 MAX_PIXELS = 100_000_000
 
@@ -52,7 +53,8 @@ def decode_only(data: bytes) -> Image.Image:
 
 def grey_only(data: bytes) -> None:
     displayed = as_displayed((decoded := decode_only(data)), orientation_to_apply(decoded))
-    write_grey(displayed, np.empty((displayed.height, displayed.width), dtype=np.uint8))
+    with SCRATCH.lend((displayed.height, displayed.width), np.uint8) as grey:  # as the hash does
+        write_grey(displayed, grey)
 
 
 def reference_hash(data: bytes) -> int:
