@@ -7,9 +7,11 @@ once, about 8x faster; another grid (say the 32x32 of a DCT hash) rides the same
 few more columns (`lanczos_grids`). The weights are Pillow's (Lanczos-3, support scaled by the shrink factor,
 normalised, rounded to its 22-bit fixed point) and the first pass is rounded to 8 bits as Pillow
 does, so the hashes match Pillow's on real photos. Float arithmetic can move a value by one where
-Pillow's rounding sits on a tie, and Pillow resizes some tall images vertically first, which
-can move a few values more where a high-contrast edge is clipped in between (2 of the 117 real
-images in ../shared/images hash differently, by 1-5 bits, both tall cut-outs on transparency).
+Pillow's rounding sits on a tie (which way depends on OpenBLAS's kernel for the processor: with
+its AVX kernels instead of the AVX-512 ones, 1 of 297 test files hashes a DCT bit apart, none of
+the real photos), and Pillow resizes some tall images vertically first, which can move a few
+values more where a high-contrast edge is clipped in between (2 of the 117 real images in
+../shared/images hash differently, by 1-5 bits, both tall cut-outs on transparency).
 """
 
 from functools import lru_cache
