@@ -9,6 +9,8 @@ scans), and the resize is Pillow's Lanczos as matrix products (app/resample.py).
 """
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -199,8 +201,7 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad data
         raise CorruptImage(f"the {image.format} image could not be decoded: {exc}") from exc
     width, height = _turned(size, orientation)
-    with SCRATCH.lend((displayed.height, displayed.width), np.uint8) as grey:
-        write_grey(displayed, grey)
+    with lent_grey(displayed) as grey:
         # One pass over the pixels for the three grids.
         wide, tall, square = lanczos_grids(grey, (WIDE, TALL, (DCT_SIDE, DCT_SIDE)))
     return ImageHashes(width=width, height=height, wide=wide, tall=tall, dct_low=low_frequencies(square))
@@ -298,6 +299,15 @@ def _looked_up(image: Image.Image, entries: Image.Image) -> Image.Image:
     grey = image.point(list(entries.convert("L").tobytes()), "L")
     grey.info.pop("transparency", None)  # copied along: it named a palette entry, not a grey
     return grey
+
+
+@contextmanager
+def lent_grey(image: Image.Image) -> Iterator[np.ndarray]:
+    """The grey of an L or RGB image (write_grey's) in an array lent from the scratch pool: the
+    caller's until the block ends, not after."""
+    with SCRATCH.lend((image.height, image.width), np.uint8) as grey:
+        write_grey(image, grey)
+        yield grey
 
 
 def write_grey(image: Image.Image, pixels: np.ndarray) -> None:

@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import imagehash
-import numpy as np
 from PIL import Image
 from support import REPO, shared_images, timed
 from threadpoolctl import threadpool_limits
@@ -34,11 +33,10 @@ from app.hashing import (  # noqa: E402
     decode_for_hashing,
     hamming,
     hash_image_bytes,
+    lent_grey,
     open_image,
     orientation_to_apply,
-    write_grey,
 )
-from app.scratch import SCRATCH  # noqa: E402
 
 MAX_PIXELS = 100_000_000
 
@@ -52,9 +50,8 @@ def decode_only(data: bytes) -> Image.Image:
 
 
 def grey_only(data: bytes) -> None:
-    displayed = as_displayed((decoded := decode_only(data)), orientation_to_apply(decoded))
-    with SCRATCH.lend((displayed.height, displayed.width), np.uint8) as grey:  # as the hash does
-        write_grey(displayed, grey)
+    with lent_grey(as_displayed((decoded := decode_only(data)), orientation_to_apply(decoded))):
+        pass
 
 
 def reference_hash(data: bytes) -> int:
