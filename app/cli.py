@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python main.py",
         description="Doppel: duplicate-image detection over HTTP. Serves the API (OpenAPI docs at /docs).",
-        epilog=settings_help() + "\n\nexample: DOPPEL_PORT=9000 DOPPEL_DATA_DIR=/var/lib/doppel python main.py",
+        epilog=settings_help()
+        + "\n\nexample: DOPPEL_PORT=9000 DOPPEL_DATA_DIR=/var/lib/doppel python main.py",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command")
@@ -37,8 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Index the images of DIR in memory, search ~20 edited copies of each, and print "
         "recall per edit and wrong matches (markdown). Uses DOPPEL_MAX_DISTANCE and DOPPEL_CONFIRM_DISTANCE.",
     )
-    evaluate.add_argument("folder", type=Path, metavar="DIR", help="distinct originals (a GROUPS.tsv adds its shipped duplicates)")
-    evaluate.add_argument("--distinct", type=Path, metavar="DIR2", help="more held-out images, none a copy of DIR's")
+    evaluate.add_argument(
+        "folder",
+        type=Path,
+        metavar="DIR",
+        help="distinct originals (a GROUPS.tsv adds its shipped duplicates)",
+    )
+    evaluate.add_argument(
+        "--distinct", type=Path, metavar="DIR2", help="more held-out images, none a copy of DIR's"
+    )
     evaluate.add_argument(
         "--hold-out-every",
         type=int,
@@ -46,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="every N-th image of DIR is not indexed but searched as a distinct image (default 5; 0: none)",
     )
-    evaluate.add_argument("--workers", type=int, default=2, help="processes making the edited copies (default 2)")
+    evaluate.add_argument(
+        "--workers", type=int, default=2, help="processes making the edited copies (default 2)"
+    )
     return parser
 
 

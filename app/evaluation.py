@@ -38,7 +38,9 @@ def _save(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
 
 
 def _scaled(image: Image.Image, factor: float) -> Image.Image:
-    return image.resize((max(1, round(image.width * factor)), max(1, round(image.height * factor))), Image.Resampling.LANCZOS)
+    return image.resize(
+        (max(1, round(image.width * factor)), max(1, round(image.height * factor))), Image.Resampling.LANCZOS
+    )
 
 
 def _crop(image: Image.Image, fraction: float) -> Image.Image:
@@ -56,7 +58,14 @@ def _watermark(image: Image.Image) -> Image.Image:
     text = "(c) doppel sample"
     box = draw.textbbox((0, 0), text, font=font)
     position = (image.width - (box[2] - box[0]) - size, image.height - (box[3] - box[1]) - size)
-    draw.text(position, text, font=font, fill=(255, 255, 255, 160), stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0, 160))
+    draw.text(
+        position,
+        text,
+        font=font,
+        fill=(255, 255, 255, 160),
+        stroke_width=max(1, size // 12),
+        stroke_fill=(0, 0, 0, 160),
+    )
     return Image.alpha_composite(marked, layer).convert("RGB")
 
 
@@ -82,10 +91,16 @@ EDITS: dict[str, tuple[str, Edit]] = {
     "brightness +25%": ("benign", lambda im: _save(ImageEnhance.Brightness(im).enhance(1.25))),
     "contrast +30%": ("benign", lambda im: _save(ImageEnhance.Contrast(im).enhance(1.3))),
     "saturation +50%": ("benign", lambda im: _save(ImageEnhance.Color(im).enhance(1.5))),
-    "gaussian blur": ("benign", lambda im: _save(im.filter(ImageFilter.GaussianBlur(max(1, im.width / 400))))),
+    "gaussian blur": (
+        "benign",
+        lambda im: _save(im.filter(ImageFilter.GaussianBlur(max(1, im.width / 400)))),
+    ),
     "sharpen": ("benign", lambda im: _save(im.filter(ImageFilter.SHARPEN))),
     "text watermark": ("benign", lambda im: _save(_watermark(im))),
-    "aspect 4:3 -> squashed 80%": ("benign", lambda im: _save(im.resize((im.width, max(1, round(im.height * 0.8)))))),
+    "aspect 4:3 -> squashed 80%": (
+        "benign",
+        lambda im: _save(im.resize((im.width, max(1, round(im.height * 0.8))))),
+    ),
     "crop 5%": ("benign", lambda im: _save(_crop(im, 0.05))),
     "crop 10%": ("hard", lambda im: _save(_crop(im, 0.10))),
     "letterbox": ("hard", lambda im: _save(_letterbox(im))),
@@ -118,11 +133,17 @@ class EvalQuery:
 
 @dataclass
 class Report:
-    found: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # mode -> edit -> hits
+    found: dict[str, Counter[str]] = field(
+        default_factory=lambda: defaultdict(Counter)
+    )  # mode -> edit -> hits
     total: Counter[str] = field(default_factory=Counter)  # edit -> queries
     kinds: dict[str, str] = field(default_factory=dict)  # edit -> kind
-    wrong: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # mode -> source -> count
-    wrong_pairs: dict[str, set[frozenset[str]]] = field(default_factory=lambda: defaultdict(set))  # mode -> pairs
+    wrong: dict[str, Counter[str]] = field(
+        default_factory=lambda: defaultdict(Counter)
+    )  # mode -> source -> count
+    wrong_pairs: dict[str, set[frozenset[str]]] = field(
+        default_factory=lambda: defaultdict(set)
+    )  # mode -> pairs
     # (distance, DCT distance, correct) of every unconfirmed candidate, to sweep the threshold
     candidates: list[tuple[int, int | None, bool]] = field(default_factory=list)
     refused: Counter[str] = field(default_factory=Counter)  # edit -> queries the service refused
@@ -132,7 +153,9 @@ class Report:
 
 
 def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def viewed(data: bytes) -> Image.Image:
@@ -158,7 +181,13 @@ def queries(
         originals = [folder / row["file"] for row in groups if row["role"] == "kept"]
         kept_of = {row["group_id"]: row["file"] for row in groups if row["role"] == "kept"}
         shipped = [
-            EvalQuery(row["file"], kept_of[row["group_id"]], f"shipped: {row['relation']}", "shipped", (folder / row["file"]).read_bytes())
+            EvalQuery(
+                row["file"],
+                kept_of[row["group_id"]],
+                f"shipped: {row['relation']}",
+                "shipped",
+                (folder / row["file"]).read_bytes(),
+            )
             for row in groups
             if row["role"] != "kept"
         ]
@@ -261,7 +290,10 @@ def format_report(report: Report, *, confirm_distance: int) -> str:
         f"{report.originals} originals indexed, {sum(report.total.values())} copies searched, "
         f"{report.distinct} held-out distinct images; confirm distance {confirm_distance}.",
         *(f"skipped (not indexed) {reason}" for reason in report.skipped),
-        *(f"refused by the service: {count} of the '{edit}' copies (counted as not found)" for edit, count in report.refused.items()),
+        *(
+            f"refused by the service: {count} of the '{edit}' copies (counted as not found)"
+            for edit, count in report.refused.items()
+        ),
         "",
         "| edit | kind | " + " | ".join(f"{m} recall" for m in modes) + " |",
         "|---|---|" + "---:|" * len(modes),
@@ -279,13 +311,21 @@ def format_report(report: Report, *, confirm_distance: int) -> str:
     lines += ["", "| wrong matches | " + " | ".join(modes) + " |", "|---|" + "---:|" * len(modes)]
     for source in sources:
         lines.append(f"| {source} | " + " | ".join(f"{report.wrong[m][source]:g}" for m in modes) + " |")
-    lines.append("| **total** | " + " | ".join(f"**{sum(report.wrong[m].values()):g}**" for m in modes) + " |")
-    lines.append("| distinct image pairs among them | " + " | ".join(f"{len(report.wrong_pairs[m])}" for m in modes) + " |")
+    lines.append(
+        "| **total** | " + " | ".join(f"**{sum(report.wrong[m].values()):g}**" for m in modes) + " |"
+    )
+    lines.append(
+        "| distinct image pairs among them | "
+        + " | ".join(f"{len(report.wrong_pairs[m])}" for m in modes)
+        + " |"
+    )
     lines += ["", "Confirm-distance sweep over the plain dHash candidates (right kept / wrong kept):", ""]
     right = [c for c in report.candidates if c[2]]
     wrong = [c for c in report.candidates if not c[2]]
     for threshold in range(4, 25, 2):
         kept_right = sum(c[1] is None or c[1] <= threshold for c in right)
         kept_wrong = sum(c[1] is None or c[1] <= threshold for c in wrong)
-        lines.append(f"- DCT distance <= {threshold:2d}: {kept_right}/{len(right)} right, {kept_wrong}/{len(wrong)} wrong")
+        lines.append(
+            f"- DCT distance <= {threshold:2d}: {kept_right}/{len(right)} right, {kept_wrong}/{len(wrong)} wrong"
+        )
     return "\n".join(lines)

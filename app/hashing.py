@@ -244,7 +244,9 @@ def open_image(data: bytes) -> Image.Image:
 
 def sniff_known_format(data: bytes) -> bool:
     """Whether `data` starts with the signature of a format Doppel reads."""
-    return _looks_like_bmp(data) or any(data[offset : offset + len(magic)] == magic for offset, magic in _SIGNATURES)
+    return _looks_like_bmp(data) or any(
+        data[offset : offset + len(magic)] == magic for offset, magic in _SIGNATURES
+    )
 
 
 def _looks_like_bmp(data: bytes) -> bool:

@@ -58,7 +58,13 @@ class HammingIndex:
         with self._lock.reading():
             limits, distances, ids = self._index.range_search(queries, radius)
         return [
-            list(zip(ids[limits[q] : limits[q + 1]].tolist(), distances[limits[q] : limits[q + 1]].tolist(), strict=True))
+            list(
+                zip(
+                    ids[limits[q] : limits[q + 1]].tolist(),
+                    distances[limits[q] : limits[q + 1]].tolist(),
+                    strict=True,
+                )
+            )
             for q in range(len(hashes))
         ]
 

@@ -205,7 +205,9 @@ class DoppelService:
                 try:
                     upload = hashed.result()  # raises the file's hashing error
                     metadata = parse_metadata(item.metadata)
-                    indexed.append((index, self._new_image(upload, image_id=self._id_or_new(item.id), metadata=metadata)))
+                    indexed.append(
+                        (index, self._new_image(upload, image_id=self._id_or_new(item.id), metadata=metadata))
+                    )
                     queries.append(query_of_upload(upload, all_orientations=options.all_orientations))
                 except DoppelError as exc:
                     faults.append(ItemFault(index, item.id, exc))
@@ -264,7 +266,9 @@ class DoppelService:
         variants = _variants(query, options)
         best: dict[int, tuple[int, Orientation]] = {}
         # variants come ORIGINAL first, so an equally near original beats a turned variant
-        results = self.index.search([v.dhash for v in variants.values()], max_distance=self._threshold(options))
+        results = self.index.search(
+            [v.dhash for v in variants.values()], max_distance=self._threshold(options)
+        )
         for orientation, hits in zip(variants, results, strict=True):
             for key, distance in hits:
                 if key != exclude_key and (key not in best or distance < best[key][0]):
@@ -299,7 +303,9 @@ class DoppelService:
             for key, (distance, orientation) in chunk:
                 record = records.get(key)  # None: deleted since the index was searched
                 if record is not None:
-                    matches += self._kept(query, record, distance, variants[orientation], orientation, options)
+                    matches += self._kept(
+                        query, record, distance, variants[orientation], orientation, options
+                    )
         matches.sort(key=_match_order)
         return matches[: options.limit]
 
@@ -314,7 +320,9 @@ class DoppelService:
             records = self.store.add([new for _, new in indexed])
         except ImageExists as exc:
             taken = set(exc.image_ids)
-            self._refuse([ItemFault(i, new.id, ImageExists([new.id])) for i, new in indexed if new.id in taken])
+            self._refuse(
+                [ItemFault(i, new.id, ImageExists([new.id])) for i, new in indexed if new.id in taken]
+            )
             raise
         self.index.add([r.key for r in records], [r.dhash for r in records])
         return records
@@ -345,7 +353,9 @@ class DoppelService:
         options: SearchOptions,
     ) -> list[Match]:
         """The candidate as a match, or nothing when confirmation is asked and refutes it."""
-        dct_distance = None if variant.dct is None or record.dct_hash is None else hamming(variant.dct, record.dct_hash)
+        dct_distance = (
+            None if variant.dct is None or record.dct_hash is None else hamming(variant.dct, record.dct_hash)
+        )
         exact = query.sha256 is not None and query.sha256 == record.sha256
         match = Match(record, distance, dct_distance, orientation, exact)
         # Without a DCT hash on both sides there is nothing to confirm with: the dHash decides.
@@ -399,7 +409,9 @@ def _repeated_ids(indexed: list[tuple[int, NewImage]]) -> list[ItemFault]:
     faults = []
     for index, new in indexed:
         if new.id in first:
-            faults.append(ItemFault(index, new.id, InvalidInput(f"id {new.id!r} is also given to item {first[new.id]}")))
+            faults.append(
+                ItemFault(index, new.id, InvalidInput(f"id {new.id!r} is also given to item {first[new.id]}"))
+            )
         else:
             first[new.id] = index
     return faults

@@ -96,7 +96,9 @@ def report(title: str, paths: list[Path], repeats: int, *, per_image: bool) -> N
     print("  (hash and decode timed as one pair, hash' and ref as another, grey and decode as a third)")
     if per_image:
         hash2, ratio2 = "hash'", "ref/hash'"
-        print(f"  {'image':10} {'hash':>8} {'decode':>8} {'hash/decode':>12} {hash2:>8} {'ref':>8} {ratio2:>10}")
+        print(
+            f"  {'image':10} {'hash':>8} {'decode':>8} {'hash/decode':>12} {hash2:>8} {'ref':>8} {ratio2:>10}"
+        )
         for n, path in enumerate(paths):
             h, d = vs_decode["hash"][n] * 1000, vs_decode["decode"][n] * 1000
             h2, r = vs_ref["hash"][n] * 1000, vs_ref["ref"][n] * 1000
@@ -117,7 +119,11 @@ def report(title: str, paths: list[Path], repeats: int, *, per_image: bool) -> N
         f"{statistics.median(grey_ratios):.2f}x the decode, {sum(r <= 1.15 for r in grey_ratios)} of "
         f"{len(grey_ratios)} within 1.15x"
     )
-    distances = [hamming(doppel_hash(data), reference_hash(data)) for p, data in zip(paths, datas, strict=True) if comparable(p)]
+    distances = [
+        hamming(doppel_hash(data), reference_hash(data))
+        for p, data in zip(paths, datas, strict=True)
+        if comparable(p)
+    ]
     print(
         f"  parity with the reference on the {len(distances)} comparable images: "
         f"{distances.count(0)} identical, max {max(distances)} bits"
@@ -134,7 +140,9 @@ def thread_scaling(paths: list[Path], rounds: int) -> None:
             list(pool.map(METHODS[method], datas * 2))
             return 2 * len(datas) / (time.perf_counter() - start)
 
-    print(f"\nthreads, {len(datas)} large photos twice, median of {rounds} rounds (2 cores; other work may share them)")
+    print(
+        f"\nthreads, {len(datas)} large photos twice, median of {rounds} rounds (2 cores; other work may share them)"
+    )
     for method in ("hash", "ref"):
         one, two = [], []
         for _ in range(rounds):
@@ -147,7 +155,9 @@ def thread_scaling(paths: list[Path], rounds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per image and method (default 5)")
     args = parser.parse_args()
     threadpool_limits(1, user_api="blas")  # as the service runs (app/factory.py)

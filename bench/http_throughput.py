@@ -80,17 +80,23 @@ def search_all(url: str, images: list[bytes], requests: int) -> tuple[float, lis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=5, help="rounds per service and workload (default 5)")
     args = parser.parse_args()
     sets = workloads()
-    with tempfile.TemporaryDirectory() as data_dir, doppel(Path(data_dir)) as ours, Server(
-        [sys.executable, "bench/naive_service.py", "{port}", str(STORED)]
-    ) as naive:
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        doppel(Path(data_dir)) as ours,
+        Server([sys.executable, "bench/naive_service.py", "{port}", str(STORED)]) as naive,
+    ):
         ours.wait_ready()
         naive.wait_ready()
         seed_doppel(ours.url)
-        print(f"Doppel {ours.url} and the naive service {naive.url}, {STORED} stored hashes each, {CLIENTS} clients")
+        print(
+            f"Doppel {ours.url} and the naive service {naive.url}, {STORED} stored hashes each, {CLIENTS} clients"
+        )
         print(f"{'workload':32} {'naive req/s':>12} {'Doppel req/s':>13} {'ratio':>6}  per-round ratios")
         for name, images in sets.items():
             requests = len(images) * (4 if len(images) < 50 else 2)
@@ -103,13 +109,20 @@ def main() -> None:
                 rates["doppel"].append(search_all(ours.url, images, requests)[0])
             naive_rate, ours_rate = statistics.median(rates["naive"]), statistics.median(rates["doppel"])
             per_round = " ".join(f"{d / n:.2f}" for n, d in zip(rates["naive"], rates["doppel"], strict=True))
-            print(f"{name:32} {naive_rate:12.2f} {ours_rate:13.2f} {ours_rate / naive_rate:5.2f}x  {per_round}")
-            distances = [bin(int(a, 16) ^ int(b, 16)).count("1") for a, b in zip(ours_hashes, naive_hashes, strict=True)]
+            print(
+                f"{name:32} {naive_rate:12.2f} {ours_rate:13.2f} {ours_rate / naive_rate:5.2f}x  {per_round}"
+            )
+            distances = [
+                bin(int(a, 16) ^ int(b, 16)).count("1")
+                for a, b in zip(ours_hashes, naive_hashes, strict=True)
+            ]
             print(
                 f"{'':32} {len(images)} images, {requests} requests a round; Doppel's hash = the naive one for "
                 f"{distances.count(0)}, max {max(distances)} bits apart (Doppel flattens transparency, applies EXIF)"
             )
-        print(f"resident memory after the runs: Doppel {ours.rss_bytes() / 2**20:.0f} MiB, naive {naive.rss_bytes() / 2**20:.0f} MiB")
+        print(
+            f"resident memory after the runs: Doppel {ours.rss_bytes() / 2**20:.0f} MiB, naive {naive.rss_bytes() / 2**20:.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ def index_latency(searches: int) -> None:
         for size in SIZES:
             ours[size].append(timed(lambda: indexes[size].search([query], max_distance=MAX_DISTANCE)))  # noqa: B023
             plain[size].append(timed(lambda: flats[size].range_search(code, MAX_DISTANCE + 1)))  # noqa: B023
-    print(f"1. HammingIndex.search, max_distance {MAX_DISTANCE}, median of {searches} searches (sizes taking turns)")
+    print(
+        f"1. HammingIndex.search, max_distance {MAX_DISTANCE}, median of {searches} searches (sizes taking turns)"
+    )
     for size in SIZES:
         print(
             f"   {size:>9,} hashes: {median_ms(ours[size]):7.3f} ms "
@@ -85,9 +87,13 @@ def search_latency(small_url: str, large_url: str, photo: bytes, searches: int) 
             http.post(url + "/search", files={"file": ("photo", photo)}).raise_for_status()
         for _ in range(searches):
             for url in (small_url, large_url):
-                samples[url].append(timed(lambda: http.post(url + "/search", files={"file": ("photo", photo)})))  # noqa: B023
+                samples[url].append(
+                    timed(lambda: http.post(url + "/search", files={"file": ("photo", photo)}))
+                )  # noqa: B023
     small, large = median_ms(samples[small_url]), median_ms(samples[large_url])
-    print(f"3. HTTP POST /search of a {len(photo) // 1024} KiB photo, median of {searches} (servers taking turns)")
+    print(
+        f"3. HTTP POST /search of a {len(photo) // 1024} KiB photo, median of {searches} (servers taking turns)"
+    )
     print(f"   1,000 stored: {small:.2f} ms; 1,000,000 stored: {large:.2f} ms: {large / small:.2f}x")
 
 
@@ -102,7 +108,9 @@ def start_up(full_dir: Path, empty_dir: Path, restarts: int) -> None:
     full, empty = statistics.median(times[full_dir]), statistics.median(times[empty_dir])
     per_image = (statistics.median(memory[full_dir]) - statistics.median(memory[empty_dir])) / SIZES[-1]
     print(f"4. start-up until /health answers, median of {restarts} (process start, imports, index rebuild)")
-    print(f"   1,000,000 stored: {full:.2f} s; empty store: {empty:.2f} s (the rebuild: {full - empty:.2f} s)")
+    print(
+        f"   1,000,000 stored: {full:.2f} s; empty store: {empty:.2f} s (the rebuild: {full - empty:.2f} s)"
+    )
     print(
         f"   resident memory: {statistics.median(memory[full_dir]) / 2**20:.0f} MiB vs "
         f"{statistics.median(memory[empty_dir]) / 2**20:.0f} MiB empty: {per_image:.1f} bytes per stored image"
@@ -113,14 +121,19 @@ def start_up(full_dir: Path, empty_dir: Path, restarts: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--searches", type=int, default=300, help="searches per size (default 300)")
     parser.add_argument("--restarts", type=int, default=3, help="start-ups per store (default 3)")
     args = parser.parse_args()
     photo = shared_images("dev")[0].read_bytes()
     index_latency(args.searches)
-    with tempfile.TemporaryDirectory() as small_dir, tempfile.TemporaryDirectory() as full_dir, \
-            tempfile.TemporaryDirectory() as empty_dir:
+    with (
+        tempfile.TemporaryDirectory() as small_dir,
+        tempfile.TemporaryDirectory() as full_dir,
+        tempfile.TemporaryDirectory() as empty_dir,
+    ):
         with doppel(Path(small_dir)) as small, doppel(Path(full_dir)) as large:
             small.wait_ready()
             large.wait_ready()

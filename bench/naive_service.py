@@ -28,7 +28,10 @@ def search(file: UploadFile = File(...), max_distance: int = 10) -> dict[str, ob
     image_hash = imagehash.dhash(Image.open(file.file))
     query = np.packbits(image_hash.hash.flatten()).reshape(1, 8)
     limits, distances, ids = index.range_search(query, max_distance + 1)
-    return {"hash": str(image_hash), "matches": [{"id": int(i), "distance": int(d)} for i, d in zip(ids, distances)]}
+    return {
+        "hash": str(image_hash),
+        "matches": [{"id": int(i), "distance": int(d)} for i, d in zip(ids, distances)],
+    }
 
 
 if __name__ == "__main__":

@@ -26,14 +26,21 @@ DEV = ROOT.parent / "shared" / "images" / "dev"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--stored", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     if not DEV.is_dir():
         sys.exit(f"needs the shared photos at {DEV}")
     service = DoppelService(
-        MemoryImageStore(), HammingIndex(), max_distance=10, confirm_distance=16, max_pixels=10**9, max_concurrent_decodes=1
+        MemoryImageStore(),
+        HammingIndex(),
+        max_distance=10,
+        confirm_distance=16,
+        max_pixels=10**9,
+        max_concurrent_decodes=1,
     )
     rng = random.Random(1)
     records = service.store.add(
@@ -59,7 +66,9 @@ def main() -> None:
     print(f"{len(service.index)} stored, {len(photos)} dev photos x {args.rounds} rounds, medians:")
     for name, timings in (("decode + hash + search", whole), ("index search + confirm only", lookup)):
         plain, turned = (statistics.median(timings[label]) * 1000 for label in modes)
-        print(f"  {name}: plain {plain:.2f} ms, all_orientations {turned:.2f} ms, ratio {turned / plain:.2f}x")
+        print(
+            f"  {name}: plain {plain:.2f} ms, all_orientations {turned:.2f} ms, ratio {turned / plain:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -70,7 +70,13 @@ def encode_oriented(upright: Image.Image, orientation: int, fmt: str = "JPEG", *
     return encode(stored, fmt, exif=exif.tobytes(), **options)
 
 
-def upload(client: TestClient, data: bytes, image_id: str | None = None, metadata: str | None = None, **params: object) -> httpx.Response:
+def upload(
+    client: TestClient,
+    data: bytes,
+    image_id: str | None = None,
+    metadata: str | None = None,
+    **params: object,
+) -> httpx.Response:
     """POST /images with a file and the optional form fields."""
     form = {k: v for k, v in {"id": image_id, "metadata": metadata}.items() if v is not None}
     return client.post("/images", files={"file": ("image", data)}, data=form, params=params)

@@ -86,7 +86,9 @@ def test_search_returns_all_three_query_hashes(client: TestClient) -> None:
         (T.TRANSVERSE, "transverse"),
     ],
 )
-def test_flipped_and_turned_copies_need_all_orientations(client: TestClient, turn: T, orientation: str) -> None:
+def test_flipped_and_turned_copies_need_all_orientations(
+    client: TestClient, turn: T, orientation: str
+) -> None:
     photo = make_photo(2)
     upload(client, encode(photo), "upright")
     upload(client, encode(make_photo(3)), "other")
@@ -183,7 +185,9 @@ def test_reject_exact_sees_identical_files_beyond_the_limit(client: TestClient) 
 def test_concurrent_copies_with_reject_store_one(client: TestClient) -> None:
     data = encode(make_photo(12))
     with ThreadPoolExecutor(max_workers=8) as pool:
-        statuses = sorted(pool.map(lambda n: upload(client, data, f"c{n}", on_duplicate="reject").status_code, range(12)))
+        statuses = sorted(
+            pool.map(lambda n: upload(client, data, f"c{n}", on_duplicate="reject").status_code, range(12))
+        )
     assert statuses == [201] + [409] * 11
     assert client.get("/health").json()["images"] == 1
 

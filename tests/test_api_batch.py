@@ -67,7 +67,10 @@ def test_bad_items_are_all_named_and_nothing_is_stored(client: TestClient) -> No
     assert response.status_code == 422
     faults = response.json()["detail"]
     assert [(f["index"], f["id"], f["status"]) for f in faults] == [
-        (1, "short", 422), (2, "a/b", 422), (3, "big", 422), (4, "ok", 422)
+        (1, "short", 422),
+        (2, "a/b", 422),
+        (3, "big", 422),
+        (4, "ok", 422),
     ]
     assert "16 hex digits" in faults[0]["reason"] and "'/'" in faults[1]["reason"]
     assert "16384 bytes" in faults[2]["reason"] and "item 0" in faults[3]["reason"]
@@ -109,7 +112,9 @@ def test_malformed_json_bodies_are_unprocessable(client: TestClient) -> None:
         response = client.post("/images/batch", content=body, headers={"content-type": "application/json"})
         assert response.status_code == 422, body
         assert kind in {error["type"] for error in response.json()["detail"]}
-    missing = client.post("/images/batch", json={"items": [{"hash": spread(1)}, {"id": "x"}]}).json()["detail"]
+    missing = client.post("/images/batch", json={"items": [{"hash": spread(1)}, {"id": "x"}]}).json()[
+        "detail"
+    ]
     assert missing[0]["loc"] == ["body", "items", 1, "hash"]
     assert_nothing_stored(client)
 
@@ -165,7 +170,11 @@ def test_bad_files_are_all_named_and_nothing_is_stored(client: TestClient) -> No
     response = post_files(client, [good, b"plain text", truncated, good], id=["a", "b", "c", "a"])
     assert response.status_code == 422  # 415 and 422 faults together
     faults = response.json()["detail"]
-    assert [(f["index"], f["id"], f["status"]) for f in faults] == [(1, "b", 415), (2, "c", 422), (3, "a", 422)]
+    assert [(f["index"], f["id"], f["status"]) for f in faults] == [
+        (1, "b", 415),
+        (2, "c", 422),
+        (3, "a", 422),
+    ]
     assert "not an image" in faults[0]["reason"] and "could not be decoded" in faults[1]["reason"]
     assert_nothing_stored(client)
 
@@ -189,7 +198,9 @@ def test_a_taken_id_refuses_every_file(client: TestClient) -> None:
 def test_bad_metadata_part_is_named(client: TestClient) -> None:
     response = post_files(client, [encode(make_photo(1)), encode(make_photo(2))], metadata=["", "[1]"])
     assert response.status_code == 422
-    assert response.json()["detail"][0]["index"] == 1 and "JSON object" in response.json()["detail"][0]["reason"]
+    assert (
+        response.json()["detail"][0]["index"] == 1 and "JSON object" in response.json()["detail"][0]["reason"]
+    )
     assert_nothing_stored(client)
 
 

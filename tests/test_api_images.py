@@ -65,7 +65,9 @@ def test_put_creates_then_replaces(client: TestClient) -> None:
     assert client.get("/health").json()["images"] == 1
     # the old picture is no longer found, the new one is, and never as its own duplicate
     assert client.post("/search", files={"file": ("x", encode(first))}).json()["matches"] == []
-    assert [m["id"] for m in client.post("/search", files={"file": ("x", encode(second))}).json()["matches"]] == ["p"]
+    assert [
+        m["id"] for m in client.post("/search", files={"file": ("x", encode(second))}).json()["matches"]
+    ] == ["p"]
     assert replaced.json()["duplicates"] == []
 
 
@@ -195,4 +197,3 @@ def test_bad_ids_are_unprocessable(client: TestClient) -> None:
 def test_unknown_route_is_a_json_404(client: TestClient) -> None:
     response = client.get("/nowhere")
     assert response.status_code == 404 and "detail" in response.json()
-

@@ -40,7 +40,12 @@ def test_search_by_upload_finds_the_copies(client: TestClient) -> None:
 
 def test_matches_are_sorted_by_distance_then_id(stored: TestClient) -> None:
     matches = stored.get("/search", params={"hash": "0000000000000000"}).json()["matches"]
-    assert [(m["id"], m["distance"]) for m in matches] == [("zero", 0), ("three-a", 3), ("three-b", 3), ("ten", 10)]
+    assert [(m["id"], m["distance"]) for m in matches] == [
+        ("zero", 0),
+        ("three-a", 3),
+        ("three-b", 3),
+        ("ten", 10),
+    ]
     assert [m["similarity"] for m in matches] == [1.0, 1 - 3 / 64, 1 - 3 / 64, 1 - 10 / 64]
 
 
@@ -74,7 +79,9 @@ def test_missing_hash_is_unprocessable(client: TestClient) -> None:
     assert client.get("/search").status_code == 422
 
 
-@pytest.mark.parametrize("params", [{"max_distance": -1}, {"max_distance": 65}, {"limit": 0}, {"limit": 1001}, {"limit": "many"}])
+@pytest.mark.parametrize(
+    "params", [{"max_distance": -1}, {"max_distance": 65}, {"limit": 0}, {"limit": 1001}, {"limit": "many"}]
+)
 def test_bad_parameters_are_unprocessable(client: TestClient, params: dict[str, object]) -> None:
     assert search(client, encode(make_photo(1)), **params).status_code == 422
     assert client.get("/search", params={"hash": "0" * 16, **params}).status_code == 422

@@ -20,7 +20,9 @@ def originals(tmp_path: Path) -> Path:
 
 
 def test_every_copy_is_searched_and_counted(originals: Path) -> None:
-    report = evaluate(originals, distinct_folder=None, hold_out_every=3, max_distance=10, confirm_distance=16, workers=1)
+    report = evaluate(
+        originals, distinct_folder=None, hold_out_every=3, max_distance=10, confirm_distance=16, workers=1
+    )
     assert (report.originals, report.distinct) == (4, 2)
     assert set(report.total) == set(EDITS)
     assert all(count == 4 for count in report.total.values())

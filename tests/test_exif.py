@@ -32,7 +32,12 @@ def pillows(block: bytes) -> int:
         return UPRIGHT
 
 
-CAMERA_TAGS = {0x010F: "Camera maker", 0x0110: "Model X", 0x0131: "firmware 1.0", 0x0132: "2026:12:02 10:00:00"}
+CAMERA_TAGS = {
+    0x010F: "Camera maker",
+    0x0110: "Model X",
+    0x0131: "firmware 1.0",
+    0x0132: "2026:12:02 10:00:00",
+}
 
 
 @pytest.mark.parametrize("endian", ["<", ">"])
@@ -67,14 +72,19 @@ def test_a_repeated_tag_reads_as_its_first_as_pillow() -> None:
     assert orientation_in_exif(block) == 3 == pillows(block)
 
 
-@pytest.mark.parametrize("block", [b"", b"Exif\x00\x00", b"Exif\x00\x00II*\x00", b"MM\x00*\xff\xff\xff\xff", b"junk" * 10])
+@pytest.mark.parametrize(
+    "block", [b"", b"Exif\x00\x00", b"Exif\x00\x00II*\x00", b"MM\x00*\xff\xff\xff\xff", b"junk" * 10]
+)
 def test_damaged_or_foreign_blocks_are_left_to_pillow(block: bytes) -> None:
     assert orientation_in_exif(block) is None
 
 
 def test_every_answer_on_damaged_blocks_is_pillows() -> None:
     """Truncated and bit-flipped copies of real blocks: whatever is answered, Pillow agrees."""
-    sources = [exif_block({**CAMERA_TAGS, ORIENTATION_TAG: 6}), exif_block({ORIENTATION_TAG: 3, **CAMERA_TAGS}, ">")]
+    sources = [
+        exif_block({**CAMERA_TAGS, ORIENTATION_TAG: 6}),
+        exif_block({ORIENTATION_TAG: 3, **CAMERA_TAGS}, ">"),
+    ]
     rng = random.Random(7)
     answered = 0
     for n in range(4000):

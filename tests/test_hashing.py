@@ -161,8 +161,15 @@ def test_any_mode_hashes_close_to_rgb(mode: str) -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "options"),
-    [("JPEG", {"quality": 90}), ("WEBP", {"quality": 90}), ("GIF", {}), ("BMP", {}), ("TIFF", {}),
-     ("HEIF", {"quality": 90}), ("AVIF", {"quality": 90})],
+    [
+        ("JPEG", {"quality": 90}),
+        ("WEBP", {"quality": 90}),
+        ("GIF", {}),
+        ("BMP", {}),
+        ("TIFF", {}),
+        ("HEIF", {"quality": 90}),
+        ("AVIF", {"quality": 90}),
+    ],
 )
 def test_formats_hash_like_png(fmt: str, options: dict[str, object]) -> None:
     photo = make_photo(6, (480, 360))
@@ -176,7 +183,9 @@ def test_animation_hashes_its_first_frame() -> None:
     assert hamming(hash_of(data), hash_of(encode(second, "GIF"))) > 10
 
 
-@pytest.mark.parametrize("data", [b"", b"hello, world", b"<html><body>hi</body></html>", bytes(range(256)) * 4])
+@pytest.mark.parametrize(
+    "data", [b"", b"hello, world", b"<html><body>hi</body></html>", bytes(range(256)) * 4]
+)
 def test_non_images_are_unsupported(data: bytes) -> None:
     with pytest.raises(UnsupportedImage):
         hash_image_bytes(data, max_pixels=LIMIT)
@@ -204,7 +213,6 @@ def test_a_side_over_the_limit_is_refused_before_decoding() -> None:
     assert hash_image_bytes(encode(Image.new("L", (MAX_SIDE, 2)), "PNG"), max_pixels=LIMIT).width == MAX_SIDE
 
 
-
 def test_sixteen_bit_grey_with_a_transparent_value_is_scaled_then_flattened() -> None:
     grey = make_photo(14, (200, 150)).convert("L")
     wide = (np.asarray(grey, dtype=np.uint16) * 257).astype(np.uint16)
@@ -228,7 +236,9 @@ def test_dct_coefficients_equal_scipys_dct() -> None:
     from scipy.fft import dctn  # installed with imagehash, whose pHash uses it
 
     square = np.random.default_rng(11).integers(0, 256, (32, 32)).astype(np.uint8)
-    assert np.allclose(low_frequencies(square), dctn(square.astype(np.float64), type=2)[:8, :8], rtol=0, atol=1e-8)
+    assert np.allclose(
+        low_frequencies(square), dctn(square.astype(np.float64), type=2)[:8, :8], rtol=0, atol=1e-8
+    )
 
 
 @pytest.mark.parametrize("transpose", [Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_90, None])
@@ -256,10 +266,14 @@ def test_grey_is_pillows_grey_of_the_upright_image(mode: str, orientation: int) 
 
 @pytest.mark.parametrize("palette_mode", ["RGB", "RGBA"])
 @pytest.mark.parametrize("entries", [1, 5, 256])
-def test_a_palette_image_is_pillows_grey_even_with_indices_past_its_palette(palette_mode: str, entries: int) -> None:
+def test_a_palette_image_is_pillows_grey_even_with_indices_past_its_palette(
+    palette_mode: str, entries: int
+) -> None:
     rng = np.random.default_rng(entries)
     image = Image.fromarray(rng.integers(0, 256, (40, 70), dtype=np.uint8), "P")
-    image.putpalette(rng.integers(0, 256, entries * len(palette_mode), dtype=np.uint8).tobytes(), palette_mode)
+    image.putpalette(
+        rng.integers(0, 256, entries * len(palette_mode), dtype=np.uint8).tobytes(), palette_mode
+    )
     displayed = as_displayed(image, 1)
     grey = np.empty((40, 70), dtype=np.uint8)
     write_grey(displayed, grey)

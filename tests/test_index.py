@@ -124,8 +124,14 @@ def test_searches_never_overlap_writes(monkeypatch: pytest.MonkeyPatch) -> None:
         range_search = staticmethod(tracked("reading", inner.range_search))
 
     monkeypatch.setattr(index, "_index", Tracked())
-    threads = [threading.Thread(target=lambda n=n: [index.add([n * 100 + i], [i]) for i in range(20)]) for n in range(3)]
-    threads += [threading.Thread(target=lambda: [index.search([0], max_distance=64) for _ in range(40)]) for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda n=n: [index.add([n * 100 + i], [i]) for i in range(20)])
+        for n in range(3)
+    ]
+    threads += [
+        threading.Thread(target=lambda: [index.search([0], max_distance=64) for _ in range(40)])
+        for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -27,7 +27,13 @@ def progressive(size: tuple[int, int] = (1600, 1200), mode: str = "RGB", **optio
 
 @pytest.mark.parametrize(
     ("mode", "options"),
-    [("RGB", {}), ("RGB", {"subsampling": 0}), ("RGB", {"subsampling": 1}), ("L", {}), ("RGB", {"optimize": True})],
+    [
+        ("RGB", {}),
+        ("RGB", {"subsampling": 0}),
+        ("RGB", {"subsampling": 1}),
+        ("L", {}),
+        ("RGB", {"optimize": True}),
+    ],
 )
 def test_dc_scans_decode_like_the_whole_file(mode: str, options: dict[str, object]) -> None:
     data = progressive(mode=mode, **options)

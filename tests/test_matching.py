@@ -33,7 +33,9 @@ def indexed(client: TestClient) -> list[tuple[str, Image.Image]]:
     return photos
 
 
-def test_resized_and_reencoded_copies_are_found(client: TestClient, indexed: list[tuple[str, Image.Image]]) -> None:
+def test_resized_and_reencoded_copies_are_found(
+    client: TestClient, indexed: list[tuple[str, Image.Image]]
+) -> None:
     missed = []
     for image_id, image in indexed:
         for edit, data in edits(image).items():

@@ -52,7 +52,9 @@ def test_a_turned_image_is_far_from_the_original() -> None:
     image = hashes(make_photo(13))
     variants = variants_of_image(image)
     assert variants[Orientation.ORIGINAL].dhash == image.dhash
-    assert all(hamming(v.dhash, image.dhash) > 10 for o, v in variants.items() if o is not Orientation.ORIGINAL)
+    assert all(
+        hamming(v.dhash, image.dhash) > 10 for o, v in variants.items() if o is not Orientation.ORIGINAL
+    )
 
 
 def test_without_a_vertical_hash_only_the_axis_keeping_variants_exist() -> None:

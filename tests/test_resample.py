@@ -16,7 +16,9 @@ def pillow_grids(grey: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-@pytest.mark.parametrize("size", [(640, 480), (1203, 907), (333, 777), (9, 8), (20, 15), (3, 2), (1, 1), (4000, 3)])
+@pytest.mark.parametrize(
+    "size", [(640, 480), (1203, 907), (333, 777), (9, 8), (20, 15), (3, 2), (1, 1), (4000, 3)]
+)
 def test_grids_are_pillows_within_one_level(size: tuple[int, int]) -> None:
     grey = make_photo(2, size).convert("L")
     wide, tall = lanczos_grids(np.asarray(grey), (WIDE, TALL))

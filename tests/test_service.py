@@ -16,25 +16,36 @@ def crowded() -> tuple[DoppelService, dict[str, int]]:
     """More candidates than one fetch chunk, at every distance from 0 to 12, and more ties at
     distance 1 than one chunk holds (their order, by id, spans chunks)."""
     rng = random.Random(3)
-    hashes = {f"tie-{rng.randrange(10**6):06d}-{n}": 1 << rng.randrange(64) for n in range(2 * RESOLVE_CHUNK + 50)}
+    hashes = {
+        f"tie-{rng.randrange(10**6):06d}-{n}": 1 << rng.randrange(64) for n in range(2 * RESOLVE_CHUNK + 50)
+    }
     for n in range(3 * RESOLVE_CHUNK):
         value = 0
         for bit in rng.sample(range(64), n % 13):
             value |= 1 << bit
         hashes[f"img-{rng.randrange(10**6):06d}-{n}"] = value
     service = DoppelService(
-        MemoryImageStore(), HammingIndex(), max_distance=10, confirm_distance=16, max_pixels=1, max_concurrent_decodes=1
+        MemoryImageStore(),
+        HammingIndex(),
+        max_distance=10,
+        confirm_distance=16,
+        max_pixels=1,
+        max_concurrent_decodes=1,
     )
     records = service.store.add([NewImage(id=k, dhash=v, width=1, height=1) for k, v in hashes.items()])
     service.index.add([r.key for r in records], [r.dhash for r in records])
     return service, hashes
 
 
-@pytest.mark.parametrize(("limit", "max_distance"), [(1, 10), (5, 1), (5, 10), (40, 3), (300, 12), (1000, 12), (None, 7)])
+@pytest.mark.parametrize(
+    ("limit", "max_distance"), [(1, 10), (5, 1), (5, 10), (40, 3), (300, 12), (1000, 12), (None, 7)]
+)
 def test_matches_equal_a_sorted_brute_force(
     crowded: tuple[DoppelService, dict[str, int]], limit: int | None, max_distance: int
 ) -> None:
     service, hashes = crowded
-    found = service.search_hash(Signature(0, None, None), options=SearchOptions(max_distance=max_distance, limit=limit))
+    found = service.search_hash(
+        Signature(0, None, None), options=SearchOptions(max_distance=max_distance, limit=limit)
+    )
     expected = sorted((hamming(v, 0), k) for k, v in hashes.items() if hamming(v, 0) <= max_distance)
     assert [(m.distance, m.record.id) for m in found] == expected[:limit]

@@ -16,7 +16,9 @@ def image(image_id: str, dhash: int = 1, **fields: object) -> NewImage:
 
 @pytest.fixture(params=["memory", "sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ImageStore]:
-    opened: ImageStore = MemoryImageStore() if request.param == "memory" else SQLiteImageStore(tmp_path / "s.db")
+    opened: ImageStore = (
+        MemoryImageStore() if request.param == "memory" else SQLiteImageStore(tmp_path / "s.db")
+    )
     yield opened
     opened.close()
 
@@ -25,7 +27,12 @@ def test_add_then_get_returns_every_field(store: ImageStore) -> None:
     new = image("a", dhash=(1 << 64) - 1, metadata={"k": [1, "v"]}, dhash_vertical=1 << 63, sha256="ab" * 32)
     (record,) = store.add([new])
     assert store.get("a") == record
-    assert (record.id, record.dhash, record.dhash_vertical, record.sha256) == ("a", (1 << 64) - 1, 1 << 63, "ab" * 32)
+    assert (record.id, record.dhash, record.dhash_vertical, record.sha256) == (
+        "a",
+        (1 << 64) - 1,
+        1 << 63,
+        "ab" * 32,
+    )
     assert (record.width, record.height, record.metadata) == (10, 20, {"k": [1, "v"]})
     assert record.created_at.endswith("Z")
     assert store.get("missing") is None

@@ -63,7 +63,8 @@ def batch_status(exc: errors.BatchRejected) -> int:
 def batch_detail(exc: errors.BatchRejected) -> list[dict[str, object]]:
     """One entry per refused item: where it is in the request, its id, its own status and why."""
     return [
-        {"index": f.index, "id": f.id, "status": status_of(f.error), "reason": f.error.detail} for f in exc.faults
+        {"index": f.index, "id": f.id, "status": status_of(f.error), "reason": f.error.detail}
+        for f in exc.faults
     ]
 
 

@@ -12,7 +12,9 @@ from app.validation import MAX_ID_CHARS
 ID_SCHEMA = {"minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"^[^/\u0000-\u001f\u007f-\u009f]+$"}
 HASH_SCHEMA = {"pattern": "^[0-9a-fA-F]{16}$"}
 
-FileField = Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC or AVIF.")]
+FileField = Annotated[
+    UploadFile, File(description="The image: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC or AVIF.")
+]
 IdField = Annotated[
     str | None,
     Form(
@@ -26,17 +28,22 @@ NewIdPath = Annotated[
     str, Path(description="1-256 characters, no '/' and no control characters.", json_schema_extra=ID_SCHEMA)
 ]
 MetadataField = Annotated[
-    str | None,
-    Form(description="A JSON object of at most 16 KiB and 32 levels, returned with the image.")
+    str | None, Form(description="A JSON object of at most 16 KiB and 32 levels, returned with the image.")
 ]
 MaxDistance = Annotated[
     int | None,
-    Query(ge=0, le=64, description="Match at or under this Hamming distance (bits); default DOPPEL_MAX_DISTANCE."),
+    Query(
+        ge=0,
+        le=64,
+        description="Match at or under this Hamming distance (bits); default DOPPEL_MAX_DISTANCE.",
+    ),
 ]
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many matches.")]
 Confirm = Annotated[
     bool,
-    Query(description="Keep only candidates whose DCT hash confirms the match; false returns every dHash candidate."),
+    Query(
+        description="Keep only candidates whose DCT hash confirms the match; false returns every dHash candidate."
+    ),
 ]
 AllOrientations = Annotated[
     bool, Query(description="Also find copies that were mirrored or turned by 90, 180 or 270 degrees.")
@@ -45,10 +52,15 @@ AllOrientations = Annotated[
 
 # `async` for the reason given in app/api/deps.py: a sync dependency costs a thread-pool hop.
 async def search_options(
-    max_distance: MaxDistance = None, limit: Limit = 100, confirm: Confirm = True, all_orientations: AllOrientations = False
+    max_distance: MaxDistance = None,
+    limit: Limit = 100,
+    confirm: Confirm = True,
+    all_orientations: AllOrientations = False,
 ) -> SearchOptions:
     """The search query parameters shared by every route that returns matches."""
-    return SearchOptions(max_distance=max_distance, limit=limit, confirm=confirm, all_orientations=all_orientations)
+    return SearchOptions(
+        max_distance=max_distance, limit=limit, confirm=confirm, all_orientations=all_orientations
+    )
 
 
 SearchOptionsDep = Annotated[SearchOptions, Depends(search_options)]

@@ -133,7 +133,9 @@ MAX_BATCH_FILES = 100  # files in one multipart batch
 
 
 class BatchItemIn(BaseModel):
-    id: str | None = Field(None, description="Your id for the image, 1-256 characters; generated when absent.")
+    id: str | None = Field(
+        None, description="Your id for the image, 1-256 characters; generated when absent."
+    )
     hash: str = Field(description="The dHash as 16 hex digits, e.g. str(imagehash.dhash(img)).")
     metadata: dict[str, Any] = Field(default_factory=dict, description="A JSON object of at most 16 KiB.")
 

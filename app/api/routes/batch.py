@@ -91,16 +91,16 @@ async def add_batch(
         results = await run_in_threadpool(
             lambda: service.add_files(files, max_file_bytes=settings.max_upload_bytes, options=options)
         )
-        return BatchCreatedOut(
-            items=[ImageCreated.with_duplicates(r, d) for r, d in results]
-        )
+        return BatchCreatedOut(items=[ImageCreated.with_duplicates(r, d) for r, d in results])
     raise UnsupportedBody("send application/json (hashes) or multipart/form-data (files)")
 
 
 def _hash_items(body: bytes) -> list[HashItem]:
     try:
         batch = BatchIn.model_validate_json(body)
-    except ValidationError as exc:  # reported like any other body FastAPI validates: 422, with the item's index
+    except (
+        ValidationError
+    ) as exc:  # reported like any other body FastAPI validates: 422, with the item's index
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
         ) from exc

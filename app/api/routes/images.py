@@ -22,7 +22,12 @@ router = APIRouter(prefix="/images", tags=["images"])
     status_code=status.HTTP_201_CREATED,
     response_model=ImageCreated,
     responses=error_responses(*UPLOAD_ERRORS)
-    | {409: {"model": DuplicateOut, "description": "The id exists, or a copy refused by on_duplicate (`matches`)."}},
+    | {
+        409: {
+            "model": DuplicateOut,
+            "description": "The id exists, or a copy refused by on_duplicate (`matches`).",
+        }
+    },
 )
 async def add_image(
     service: ServiceDep,
@@ -33,13 +38,20 @@ async def add_image(
     metadata: MetadataField = None,
     on_duplicate: Annotated[
         OnDuplicate,
-        Query(description="`reject`: refuse (409) when any stored image matches; `reject_exact`: only identical bytes."),
+        Query(
+            description="`reject`: refuse (409) when any stored image matches; `reject_exact`: only identical bytes."
+        ),
     ] = OnDuplicate.ALLOW,
 ) -> ImageCreated:
     """Index an image. Answers with the record and its matches among the images stored before it."""
     data = await read_upload(file, max_bytes=settings.max_upload_bytes)
     record, duplicates = await run_in_threadpool(
-        service.add, data, image_id=image_id, metadata=parse_metadata(metadata), options=options, on_duplicate=on_duplicate
+        service.add,
+        data,
+        image_id=image_id,
+        metadata=parse_metadata(metadata),
+        options=options,
+        on_duplicate=on_duplicate,
     )
     return ImageCreated.with_duplicates(record, duplicates)
 
@@ -74,7 +86,9 @@ async def put_image(
 async def list_images(
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
-    after: Annotated[str | None, Query(max_length=256, description="The `next` cursor of the previous page.")] = None,
+    after: Annotated[
+        str | None, Query(max_length=256, description="The `next` cursor of the previous page.")
+    ] = None,
 ) -> PageOut:
     """Stored images in id order, a page at a time."""
     return PageOut.of(await run_in_threadpool(service.page, limit=limit, after=after))

@@ -54,6 +54,8 @@ async def search_by_hash(
     ] = None,
 ) -> SearchOut:
     """The same search for hashes computed elsewhere."""
-    signature = Signature(parse_hash(query_hash), parse_optional_hash(vertical_hash), parse_optional_hash(dct_hash))
+    signature = Signature(
+        parse_hash(query_hash), parse_optional_hash(vertical_hash), parse_optional_hash(dct_hash)
+    )
     matches = await run_in_threadpool(service.search_hash, signature, options=options)
     return SearchOut.of(signature, matches)
