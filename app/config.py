@@ -21,7 +21,26 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
-    data_dir: Path = Field(Path("./data"), description="Folder holding the SQLite store.")
+    data_dir: Path = Field(
+        Path("./data"), description="Folder of the SQLite store (by default) and of the index snapshots."
+    )
+    database_url: str | None = Field(
+        None,
+        description="The store: sqlite:///PATH (default: doppel.sqlite3 in the data folder) or "
+        "postgresql://USER@HOST:PORT/DB, which several replicas can share.",
+    )
+    max_lag_ms: int = Field(
+        1000, ge=1, description="/health/ready answers 503 while the index lags the store by more than this."
+    )
+    sync_interval_ms: int = Field(
+        100, ge=1, description="How often the index looks for changes made by other processes."
+    )
+    snapshot_interval_s: int = Field(
+        300,
+        ge=0,
+        description="How often (when it changed) the index is saved to the data folder, so that a "
+        "restart loads it and reads only the changes since; 0: only at shutdown.",
+    )
     max_distance: int = Field(
         10, ge=0, le=64, description="Default Hamming distance (bits) at or under which images match."
     )
@@ -59,6 +78,18 @@ class Settings(BaseSettings):
             raise ValueError("the API key must be printable ASCII without spaces (it is sent in a header)")
         return key
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("the database URL must start with sqlite:/// or postgresql://")
+        return url
+
     @property
-    def database_path(self) -> Path:
-        return self.data_dir / "doppel.sqlite3"
+    def database_path(self) -> Path | None:
+        """The SQLite file, or None when the store is PostgreSQL."""
+        if self.database_url is None:
+            return self.data_dir / "doppel.sqlite3"
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///"))
+        return None

@@ -56,6 +56,11 @@ class DuplicateImage(DoppelError):
         self.matches = matches
 
 
+class StoreUnavailable(DoppelError):
+    """The database cannot be reached, or the index cannot catch up with it; try again later.
+    Nothing acknowledged is lost."""
+
+
 class UnsupportedBody(DoppelError):
     """The request body is in a form the operation does not take (e.g. neither JSON nor multipart)."""
 

@@ -23,6 +23,7 @@ STATUS_OF: dict[type[errors.DoppelError], int] = {
     errors.ImageExists: 409,
     errors.DuplicateImage: 409,
     errors.UnsupportedBody: 415,
+    errors.StoreUnavailable: 503,
 }
 # A batch refused for items of different kinds (say one damaged file, one taken id).
 MIXED_BATCH_STATUS = 422
@@ -36,6 +37,7 @@ ERROR_MEANING: dict[int, str] = {
     413: "The body or the file is over DOPPEL_MAX_UPLOAD_BYTES, or the image over DOPPEL_MAX_PIXELS.",
     415: "Not an image, or a format Doppel does not read.",
     422: "A damaged image, or a missing or malformed field or parameter.",
+    503: "The database is out of reach, or this replica's index lags it; retry (see Retry-After).",
 }
 UPLOAD_ERRORS = (400, 413, 415, 422)
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

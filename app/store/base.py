@@ -1,6 +1,18 @@
-"""The storage interface. The store is the system of record; the faiss index is rebuilt from it."""
+"""The storage interface. The store is the system of record and the point where processes meet:
+its change log tells every process's index what changed, and its write lock orders the writes.
+
+The log is a sequence of positions, one per change, that only grows, in commit order:
+- an added image takes the next position as its key (so keys are never reused, even after a
+  delete, and the index can use them as ids);
+- a deleted image leaves a tombstone: the next position, naming the key it removed;
+- a replace is a delete and an add.
+Every position up to `head()` is committed: a process that has applied every change up to a
+position holds exactly the images stored at that point.
+"""
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -10,26 +22,83 @@ from app.errors import ImageExists
 from app.models import ImageRecord, NewImage
 
 
-class ImageStore(Protocol):
-    """Durable image records. Implementations: SQLiteImageStore, MemoryImageStore.
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """The log between two positions: the images added (keys and dHashes, still stored when read)
+    and the keys removed. Apply the additions first, then the removals: an image added and
+    deleted in the same stretch is then gone, whether or not its row was read."""
 
-    Keys are integers assigned by the store; they only grow and are never reused, even after a
-    delete, so the index can use them as ids. Every write is all or nothing.
-    """
+    added_keys: np.ndarray  # int64
+    added_hashes: np.ndarray  # uint64
+    removed_keys: np.ndarray  # int64
+
+
+class WriteTransaction(Protocol):
+    """The writes of one transaction, made under the store-wide write lock."""
+
+    @property
+    def head(self) -> int:
+        """The log's position when the lock was taken: every write before it is committed."""
+        ...
+
+    @property
+    def position(self) -> int:
+        """The log's position after this transaction's writes so far."""
+        ...
 
     def add(self, images: list[NewImage]) -> list[ImageRecord]:
-        """Store new images in one transaction and return them in the given order.
+        """Store new images and return them in the given order.
 
-        Raises ImageExists if an id is already stored, or appears twice in `images`; then nothing
-        is stored.
+        Raises ImageExists if an id is already stored, or appears twice in `images`; the
+        transaction is then rolled back (nothing of it is stored).
         """
         ...
 
     def replace(self, image: NewImage) -> tuple[ImageRecord, ImageRecord | None]:
-        """Store `image` under its id, replacing any record there, in one transaction.
+        """Store `image` under its id, replacing any record there. The new record gets a new key.
+        Returns the new record and the one it replaced, or None."""
+        ...
 
-        The new record gets a new key. Returns the new record and the one it replaced, or None.
+    def delete(self, image_id: str) -> ImageRecord | None:
+        """Delete the record with this id and return it; None (and no change) if there is none."""
+        ...
+
+
+class ImageStore(Protocol):
+    """Durable image records and their change log. Implementations: SQLiteImageStore,
+    PostgresImageStore, MemoryImageStore (one process, nothing kept).
+
+    Every method may raise StoreUnavailable when the database cannot be reached; nothing
+    acknowledged is lost then.
+    """
+
+    @property
+    def identity(self) -> str:
+        """A random name given to the store when it was created: an index snapshot taken of one
+        store is never loaded against another."""
+        ...
+
+    def writing(self) -> AbstractContextManager[WriteTransaction]:
+        """Take the write lock that every process shares, and open a transaction.
+
+        The block's writes commit together when it ends, and are all rolled back when it raises.
+        Inside it no other writer, in any process, can commit: a duplicate check made there, once
+        the index has caught up to `head`, sees every earlier write.
         """
+        ...
+
+    def head(self) -> int:
+        """The last committed position of the log (0 for a new store)."""
+        ...
+
+    def changes(self, after: int, upto: int) -> Changes:
+        """The changes at positions after `after` and up to `upto` (at most `head()`)."""
+        ...
+
+    def iter_hashes(self, batch_size: int, *, upto: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every stored (keys int64, dhashes uint64) with key <= `upto`, in key order, in batches of
+        at most `batch_size`. Read `upto` from head() first: with the changes after it, that gives
+        the whole store, whatever is written meanwhile."""
         ...
 
     def get(self, image_id: str) -> ImageRecord | None:
@@ -40,25 +109,30 @@ class ImageStore(Protocol):
         """The records with these keys; keys with no record are left out."""
         ...
 
-    def delete(self, image_id: str) -> ImageRecord | None:
-        """Delete the record with this id and return it; None (and no change) if there is none."""
-        ...
-
     def page(self, *, limit: int, after: str | None) -> list[ImageRecord]:
         """Up to `limit` records in id order, starting after the id `after` (from the start if None)."""
-        ...
-
-    def iter_hashes(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Every (keys int64, dhashes uint64) pair of arrays, in batches of at most `batch_size`."""
         ...
 
     def count(self) -> int:
         """Number of stored records."""
         ...
 
+    def on_change(self, wake: "Wake") -> None:
+        """Call `wake()` soon after another process commits a write, where the store can tell
+        (PostgreSQL: LISTEN/NOTIFY); a store that cannot does nothing, and readers poll head()."""
+        ...
+
+    def describe(self) -> str:
+        """Where the store is, for the log: a path or a URL without its password."""
+        ...
+
     def close(self) -> None:
         """Release the store's resources; later calls are errors."""
         ...
+
+
+class Wake(Protocol):
+    def __call__(self) -> None: ...
 
 
 def refuse_repeated_ids(images: list[NewImage]) -> None:
