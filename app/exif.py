@@ -45,8 +45,8 @@ def orientation_in_exif(block: bytes) -> int | None:
         if tag == ORIENTATION_TAG:
             if kind != _SHORT or values != 1:
                 return None
-            # The SHORT sits in the first two bytes of the four.
-            return value >> 16 if order == ">" else value & 0xFFFF
+            # The SHORT sits in the first two bytes of the four (int(): iter_unpack's values are untyped).
+            return int(value >> 16 if order == ">" else value & 0xFFFF)
         unit = _TYPE_BYTES.get(kind)
         if unit is None or (values * unit > 4 and value + values * unit > size):
             return None  # a type this reader does not know, or a value Pillow fails to read

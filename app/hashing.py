@@ -56,7 +56,7 @@ _ORIENTATION_TRANSPOSE = {  # as ImageOps.exif_transpose
 }
 _XMP_KEYS = {"xmp", "XML:com.adobe.xmp"}  # where Pillow finds XMP (Image.getexif)
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
-if not hasattr(Image.core.new("L", (1, 1)), "convert_into"):  # write_grey's; Pillow-internal
+if not hasattr(Image.new("L", (1, 1)).im, "convert_into"):  # write_grey's; Pillow-internal
     raise ImportError("Doppel needs Pillow's ImagingCore.convert_into: install requirements.txt's Pillow")
 
 # The Pillow plugins Doppel lets open an upload. Pillow would otherwise try all ~45 of its readers,
@@ -141,7 +141,8 @@ def vertical_bits(tall: np.ndarray) -> int:
 def low_frequencies(square: np.ndarray) -> np.ndarray:
     """The 8x8 lowest-frequency DCT-II coefficients of the image resized to 32x32 (as pHash,
     scipy's unnormalised `dctn(square)[:8, :8]`), as two small matrix products."""
-    return _DCT_LOW @ square @ _DCT_LOW.T
+    coefficients: np.ndarray = _DCT_LOW @ square @ _DCT_LOW.T
+    return coefficients
 
 
 def dct_bits(dct_low: np.ndarray) -> int:
@@ -271,7 +272,7 @@ def as_displayed(image: Image.Image, orientation: int) -> Image.Image:
         image = _flattened(image)
     elif image.mode == "LAB":  # Pillow has no LAB to grey; to RGB it goes through a colour profile
         image = image.convert("RGB")
-    elif image.mode == "P" and image.palette.mode == "RGB":
+    elif image.mode == "P" and image.palette is not None and image.palette.mode == "RGB":
         image = _looked_up(image, _palette_entries(image))
     elif image.mode not in ("L", "RGB"):
         image = image.convert("L")
@@ -355,6 +356,8 @@ def _flattened_palette(image: Image.Image) -> Image.Image:
 
 def _palette_entries(image: Image.Image) -> Image.Image:
     """A 256x1 palette image of the indices 0-255 in turn, with the palette of `image`."""
+    if image.palette is None:  # P and PA images have one
+        raise ValueError(f"a {image.mode} image without a palette")
     entries = Image.frombytes("P", (256, 1), bytes(range(256)))
     entries.putpalette(image.getpalette(image.palette.mode) or [], image.palette.mode)
     return entries

@@ -36,7 +36,8 @@ class _Frame:
     components: tuple[tuple[int, int, int], ...]  # (id, horizontal sampling, vertical sampling)
 
     def blocks(self, h_sampling: int, v_sampling: int) -> int:
-        """8x8 blocks of one component in a single-component scan (libjpeg's width_in_blocks x height_in_blocks)."""
+        """8x8 blocks of one component in a single-component scan (libjpeg's width_in_blocks x
+        height_in_blocks)."""
         h_max = max(c[1] for c in self.components)
         v_max = max(c[2] for c in self.components)
         across = -(-self.width * h_sampling // (h_max * 8))

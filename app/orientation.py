@@ -64,13 +64,13 @@ def variants_of_hashes(dhash: int, vertical: int | None, dct: int | None) -> dic
     """
     result = {}
     for orientation, undo in _UNDO.items():
-        if undo.transpose and vertical is None:
-            continue
         across = _unpack(dhash)
         down = None if vertical is None else _unpack(vertical)
         signs = None if dct is None else _unpack(dct)
         if undo.transpose:
-            across, down = down.T, across.T  # type: ignore[union-attr]
+            if down is None:  # a quarter turn swaps the two dHashes: it needs the vertical one
+                continue
+            across, down = down.T, across.T
             signs = None if signs is None else signs.T
         if undo.flip_lr:
             # mirrored, each left-right comparison reverses; up-down ones just move

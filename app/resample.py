@@ -121,4 +121,5 @@ def _round8(values: np.ndarray) -> np.ndarray:
     """Round half up and clip to 0..255 in place, as Pillow stores each pass."""
     np.add(values, 0.5, out=values)
     np.clip(values, 0, 255, out=values)  # before the floor: the same, as floor keeps 0 and 255
-    return np.floor(values, out=values)
+    np.floor(values, out=values)
+    return values
