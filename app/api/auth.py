@@ -82,7 +82,8 @@ def document_api_key(app: FastAPI, open_paths: Collection[str]) -> None:
     }
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        schema = app.openapi_schema
+        if schema is None:
             schema = build_schema()  # also caches it in app.openapi_schema
             schema.setdefault("components", {})["securitySchemes"] = _SECURITY_SCHEMES
             for path, operations in schema["paths"].items():
@@ -91,6 +92,6 @@ def document_api_key(app: FastAPI, open_paths: Collection[str]) -> None:
                 for operation in operations.values():
                     operation["security"] = [{"bearer": []}, {"apiKey": []}]
                     operation["responses"]["401"] = unauthorized
-        return app.openapi_schema
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, File, Form, Path, Query, UploadFile
 
-from app.service import SearchOptions
+from app.matching import SearchOptions
 from app.validation import MAX_ID_CHARS
 
 # The id rule of app.validation.check_image_id, stated in the OpenAPI schema for clients. It is
@@ -42,7 +42,8 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many match
 Confirm = Annotated[
     bool,
     Query(
-        description="Keep only candidates whose DCT hash confirms the match; false returns every dHash candidate."
+        description="Keep only candidates whose DCT hash confirms the match; "
+        "false returns every dHash candidate."
     ),
 ]
 AllOrientations = Annotated[

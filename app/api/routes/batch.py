@@ -80,7 +80,7 @@ async def add_batch(
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type == "application/json":
         items = _hash_items(await request.body())
-        records = await run_in_threadpool(service.add_hashes, items)
+        records = await run_in_threadpool(service.ingest.add_hashes, items)
         return BatchOut(items=[ImageOut.of(record) for record in records])
     if media_type == "multipart/form-data":
         form = await _read_form(request)
@@ -89,7 +89,7 @@ async def add_batch(
         finally:
             await form.close()
         results = await run_in_threadpool(
-            lambda: service.add_files(files, max_file_bytes=settings.max_upload_bytes, options=options)
+            lambda: service.ingest.add_files(files, max_file_bytes=settings.max_upload_bytes, options=options)
         )
         return BatchCreatedOut(items=[ImageCreated.with_duplicates(r, d) for r, d in results])
     raise UnsupportedBody("send application/json (hashes) or multipart/form-data (files)")
@@ -98,9 +98,8 @@ async def add_batch(
 def _hash_items(body: bytes) -> list[HashItem]:
     try:
         batch = BatchIn.model_validate_json(body)
-    except (
-        ValidationError
-    ) as exc:  # reported like any other body FastAPI validates: 422, with the item's index
+    except ValidationError as exc:
+        # Reported like any other body FastAPI validates: 422, with the item's index.
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
         ) from exc
@@ -118,30 +117,32 @@ async def _read_form(request: Request) -> FormData:
 
 async def _file_items(form: FormData, *, max_bytes: int) -> list[FileItem]:
     """The `file` parts with their `id` and `metadata` parts, paired by order."""
-    files = form.getlist("file")
-    if not files:
+    parts = form.getlist("file")
+    if not parts:
         raise InvalidInput("a multipart batch needs at least one `file` part")
-    if not all(isinstance(file, UploadFile) for file in files):
+    files = [part for part in parts if isinstance(part, UploadFile)]
+    if len(files) != len(parts):
         raise InvalidInput("every `file` part must be a file")
     ids = _parallel_fields(form, "id", len(files))
     metadata = _parallel_fields(form, "metadata", len(files))
     # Read one byte past the limit at most: the service refuses that file as too large.
     return [
-        FileItem(data=await file.read(max_bytes + 1), id=image_id, metadata=meta)  # type: ignore[union-attr]
+        FileItem(data=await file.read(max_bytes + 1), id=image_id, metadata=meta)
         for file, image_id, meta in zip(files, ids, metadata, strict=True)
     ]
 
 
 def _parallel_fields(form: FormData, name: str, count: int) -> list[str | None]:
     """A text part per file, in the files' order (an empty one means none), or no such part at all."""
-    values = form.getlist(name)
-    if not values:
+    parts = form.getlist(name)
+    if not parts:
         return [None] * count
-    if not all(isinstance(value, str) for value in values):
+    values = [part for part in parts if isinstance(part, str)]
+    if len(values) != len(parts):
         raise InvalidInput(f"`{name}` parts must be text, not files")
     if len(values) != count:
         raise InvalidInput(
             f"give one `{name}` text part per `file` part ({count}, empty for none) or none at all, "
             f"not {len(values)}"
         )
-    return [value or None for value in values]  # type: ignore[misc]
+    return [value or None for value in values]
