@@ -18,11 +18,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
+from app.config import Settings
 from app.errors import DoppelError
 from app.hashing import has_transparency, on_white
-from app.index import HammingIndex
+from app.matching import SearchOptions, query_of_upload
 from app.models import Match
-from app.service import DoppelService, SearchOptions, query_of_upload
+from app.service import DoppelService, build_service
 from app.store import MemoryImageStore
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".avif"}
@@ -218,20 +219,29 @@ def evaluate(
     confirm_distance: int,
     workers: int = 2,
 ) -> Report:
-    service = DoppelService(
-        MemoryImageStore(),
-        HammingIndex(),
+    settings = Settings(
         max_distance=max_distance,
         confirm_distance=confirm_distance,
         max_pixels=10**9,
         max_concurrent_decodes=1,  # it searches one query at a time
     )
+    service = build_service(settings, store=MemoryImageStore())
+    service.start()
+    try:
+        return _evaluate(service, folder, distinct_folder, hold_out_every, workers)
+    finally:
+        service.close()
+
+
+def _evaluate(
+    service: DoppelService, folder: Path, distinct_folder: Path | None, hold_out_every: int, workers: int
+) -> Report:
     originals, all_queries = queries(folder, distinct_folder, hold_out_every, workers)
     report = Report()
     indexed = []
     for path in originals:
         try:
-            service.add(path.read_bytes(), image_id=path.name, metadata={})
+            service.ingest.add(path.read_bytes(), image_id=path.name, metadata={})
             indexed.append(path)
         except DoppelError as exc:
             report.skipped.append(f"{path.name}: {exc.detail}")
@@ -240,7 +250,7 @@ def evaluate(
     # Originals against each other: every match is a wrong one (each pair is seen from both sides).
     for path in indexed:
         for label, options in MODES.items():
-            _, matches = service.duplicates_of(path.name, options=options)
+            _, matches = service.matching.duplicates_of(path.name, options=options)
             report.wrong[label]["originals (pairs)"] += len(matches) / 2  # type: ignore[assignment]
             report.wrong_pairs[label].update(frozenset((path.name, m.record.id)) for m in matches)
     for query in all_queries(indexed):
@@ -255,13 +265,13 @@ def _search(service: DoppelService, query: EvalQuery, report: Report) -> None:
         report.total[query.edit] += 1
         report.kinds[query.edit] = query.kind
     try:
-        upload = service.hash_upload(query.data)
+        upload = service.matching.hasher.hash(query.data)
     except DoppelError:
         report.refused[query.edit] += 1  # counted, and not found
         return
     found = query_of_upload(upload)
     for label, options in MODES.items():
-        matches = service.find(found, options)
+        matches = service.matching.find(found, options)
         if query.expected is not None and any(m.record.id == query.expected for m in matches):
             report.found[label][query.edit] += 1
         source = "held-out distinct images" if query.kind == "distinct" else "edited copies"

@@ -11,9 +11,7 @@ from app.api.errors import register_exception_handlers
 from app.api.routes import batch, health, images, search
 from app.api.uploads import FORM_OVERHEAD_BYTES, BodySizeLimit
 from app.config import Settings
-from app.index import HammingIndex
-from app.service import DoppelService
-from app.store import open_store
+from app.service import build_service
 
 DESCRIPTION = (
     "Duplicate-image detection. Each image gets a 64-bit difference hash (dHash); images whose "
@@ -32,21 +30,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Doppel served small images at 0.65x the rate of the naive service). The limit is
         # process-wide; faiss's OpenMP limit is per thread, so app/index.py sets it on each call.
         blas_threads = threadpool_limits(1, user_api="blas")
-        store = open_store(settings)
-        service = DoppelService(
-            store,
-            HammingIndex(),
-            max_distance=settings.max_distance,
-            confirm_distance=settings.confirm_distance,
-            max_pixels=settings.max_pixels,
-            max_concurrent_decodes=settings.max_concurrent_decodes,
-        )
-        service.rebuild_index()
-        app.state.service = service
+        service = build_service(settings)
         try:
+            service.start()
+            app.state.service = service
             yield
         finally:
-            store.close()
+            service.close()
             blas_threads.restore_original_limits()
 
     app = FastAPI(
@@ -66,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.api_key is not None:
         # Open without the key: liveness probes, and the API's description (no data behind it).
         docs = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
-        open_paths = {"/health"} | {path for path in docs if path}
+        open_paths = {"/health", "/health/live", "/health/ready"} | {path for path in docs if path}
         # Added last, so it runs first: a request without the key is refused before its body is read.
         app.add_middleware(ApiKeyGuard, api_key=settings.api_key.get_secret_value(), open_paths=open_paths)
         document_api_key(app, open_paths)

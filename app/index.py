@@ -3,6 +3,7 @@
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -31,6 +32,19 @@ class HammingIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
+    def save(self, path: Path) -> None:
+        """Write the index (codes and keys) to `path` in faiss's format."""
+        with self._lock.reading():
+            faiss.write_index_binary(self._index, str(path))
+
+    def load(self, path: Path) -> None:
+        """Replace the contents with an index saved by `save`."""
+        loaded = faiss.read_index_binary(str(path))
+        if not isinstance(loaded, faiss.IndexBinaryIDMap) or loaded.d != HASH_BYTES * 8:
+            raise ValueError(f"{path} does not hold an index of 64-bit hashes with ids")
+        with self._lock.writing():
+            self._index = loaded
+
     def add(self, keys: np.ndarray | list[int], hashes: np.ndarray | list[int]) -> None:
         """Add hashes under the given keys (the caller never reuses a key)."""
         ids = np.asarray(keys, dtype=np.int64)
@@ -41,9 +55,9 @@ class HammingIndex:
         with self._lock.writing():
             self._index.add_with_ids(codes, ids)
 
-    def remove(self, keys: list[int]) -> None:
+    def remove(self, keys: np.ndarray | list[int]) -> None:
         """Remove the given keys; keys not in the index are ignored."""
-        if not keys:
+        if len(keys) == 0:
             return
         selector = faiss.IDSelectorBatch(np.asarray(keys, dtype=np.int64))
         _one_openmp_thread()

@@ -21,14 +21,15 @@ T = Image.Transpose
 @pytest.fixture
 def lookalikes(settings: Settings) -> Iterator[TestClient]:
     """Two stored records with the dHash 0: one whose DCT hash agrees with the query's, one far."""
-    store = SQLiteImageStore(settings.database_path)
-    store.add(
-        [
-            NewImage(id="same", dhash=0, width=1, height=1, dct_hash=0xFF00),
-            NewImage(id="other", dhash=1, width=1, height=1, dct_hash=0xFF00 ^ ((1 << 40) - 1)),
-            NewImage(id="hash-only", dhash=3, width=1, height=1),
-        ]
-    )
+    store = SQLiteImageStore(settings.data_dir / "doppel.sqlite3")
+    with store.writing() as write:
+        write.add(
+            [
+                NewImage(id="same", dhash=0, width=1, height=1, dct_hash=0xFF00),
+                NewImage(id="other", dhash=1, width=1, height=1, dct_hash=0xFF00 ^ ((1 << 40) - 1)),
+                NewImage(id="hash-only", dhash=3, width=1, height=1),
+            ]
+        )
     store.close()
     with TestClient(create_app(settings)) as client:
         yield client

@@ -18,8 +18,9 @@ from app.store import SQLiteImageStore
 def stored(settings: Settings) -> Iterator[TestClient]:
     """A service started on a store holding hashes at known distances from the hash 0."""
     hashes = {"zero": 0, "three-b": 0b111, "three-a": 0b111 << 20, "ten": (1 << 10) - 1, "far": (1 << 40) - 1}
-    store = SQLiteImageStore(settings.database_path)
-    store.add([NewImage(id=k, dhash=v, width=1, height=1) for k, v in hashes.items()])
+    store = SQLiteImageStore(settings.data_dir / "doppel.sqlite3")
+    with store.writing() as write:
+        write.add([NewImage(id=k, dhash=v, width=1, height=1) for k, v in hashes.items()])
     store.close()
     with TestClient(create_app(settings)) as client:
         yield client

@@ -9,11 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo, search, upload
 
-from app import service as service_module
+from app import hasher as hasher_module
 from app.hashing import ImageHashes
-from app.index import HammingIndex
-from app.service import DoppelService
-from app.store import MemoryImageStore
 
 
 def test_parallel_uploads_and_searches(client: TestClient) -> None:
@@ -59,14 +56,14 @@ def test_racing_replaces_and_deletes_keep_index_and_store_in_step(client: TestCl
     stored = len(client.get("/images").json()["items"])
     assert client.get("/health").json()["images"] == stored
     service = client.app.state.service  # type: ignore[attr-defined]
-    assert len(service.index) == stored
+    assert len(service.syncer.index) == stored
 
 
 @pytest.mark.parametrize("slots", [1, 3])
 def test_no_more_decodes_at_once_than_the_setting(monkeypatch: pytest.MonkeyPatch, slots: int) -> None:
     running, most = 0, 0
     counting = threading.Lock()
-    real_hash = service_module.hash_image_bytes
+    real_hash = hasher_module.hash_image_bytes
 
     def slow_hash(data: bytes, *, max_pixels: int) -> ImageHashes:
         nonlocal running, most
@@ -78,17 +75,10 @@ def test_no_more_decodes_at_once_than_the_setting(monkeypatch: pytest.MonkeyPatc
             running -= 1
         return real_hash(data, max_pixels=max_pixels)
 
-    monkeypatch.setattr(service_module, "hash_image_bytes", slow_hash)
-    service = DoppelService(
-        MemoryImageStore(),
-        HammingIndex(),
-        max_distance=10,
-        confirm_distance=16,
-        max_pixels=10**6,
-        max_concurrent_decodes=slots,
-    )
+    monkeypatch.setattr(hasher_module, "hash_image_bytes", slow_hash)
+    hasher = hasher_module.UploadHasher(max_pixels=10**6, max_concurrent_decodes=slots)
     data = encode(make_photo(2, (64, 48)))
     with ThreadPoolExecutor(max_workers=8) as pool:
-        uploads = list(pool.map(lambda _: service.hash_upload(data), range(8)))
+        uploads = list(pool.map(lambda _: hasher.hash(data), range(8)))
     assert most == slots
     assert len({upload.hashes.dhash for upload in uploads}) == 1

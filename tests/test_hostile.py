@@ -6,7 +6,7 @@ the service keeps serving. Valid but unusual images are stored with their displa
 
 import http.client
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from app.hashing import hamming, hash_image_bytes
 
 REFUSED = refused()
 ACCEPTED = accepted()
+CASES: list[Refused | Accepted] = [*REFUSED, *ACCEPTED]
 PHOTO = encode(make_photo(1, (64, 48)))
 
 
@@ -43,7 +44,7 @@ def assert_refused(client: TestClient, response: httpx.Response, status: int, wo
 
 # --- the corpus ------------------------------------------------------------------------------
 
-SENDERS = {
+SENDERS: dict[str, Callable[[TestClient, bytes], httpx.Response]] = {
     "POST /images": lambda client, data: upload(client, data, "hostile"),
     "PUT /images/{id}": lambda client, data: client.put("/images/hostile", files={"file": ("f", data)}),
     "POST /search": lambda client, data: client.post("/search", files={"file": ("f", data)}),
@@ -52,7 +53,7 @@ SENDERS = {
 
 def test_the_corpus_is_big_enough() -> None:
     assert len(REFUSED) + len(ACCEPTED) >= 30
-    assert len({case.name for case in [*REFUSED, *ACCEPTED]}) == len(REFUSED) + len(ACCEPTED)
+    assert len({case.name for case in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("sender", SENDERS)
@@ -89,7 +90,7 @@ def test_the_whole_corpus_on_one_service(settings: Settings) -> None:
     """One service takes every upload in turn; afterwards it holds exactly the valid ones, serves as
     before, and its data folder holds nothing but the SQLite store (no id or file name became a path)."""
     with TestClient(create_app(settings)) as client:
-        for n, case in enumerate([*REFUSED, *ACCEPTED]):
+        for n, case in enumerate(CASES):
             # Names a careless service might turn into paths, for the id and the file name.
             form = {"id": f"..{n}" if n % 2 else f"{n}.sqlite3"}
             response = client.post("/images", files={"file": (f"../../{case.name}", case.data)}, data=form)
@@ -98,7 +99,7 @@ def test_the_whole_corpus_on_one_service(settings: Settings) -> None:
         assert upload(client, PHOTO, "after").status_code == 201
         found = client.post("/search", files={"file": ("f", PHOTO)}).json()["matches"]
         assert [m["id"] for m in found] == ["after"]
-    store_files = {"doppel.sqlite3", "doppel.sqlite3-wal", "doppel.sqlite3-shm"}
+    store_files = {"doppel.sqlite3", "doppel.sqlite3-wal", "doppel.sqlite3-shm", "snapshots"}
     assert {p.name for p in settings.data_dir.iterdir()} <= store_files
 
 
@@ -152,7 +153,7 @@ def file_part(data: bytes, name: bytes = b"file") -> bytes:
     return b'Content-Disposition: form-data; name="' + name + b'"; filename="f"\r\n\r\n' + data
 
 
-ODD_BODIES = {
+ODD_BODIES: dict[str, tuple[dict[str, Any], int, str]] = {
     "raw image, not multipart": ({"content": PHOTO, "headers": {"content-type": "image/png"}}, 422, "file"),
     "json": ({"json": {"file": "aGVsbG8="}}, 422, "file"),
     "url-encoded form": ({"data": {"id": "x"}}, 422, "file"),

@@ -1,18 +1,20 @@
-"""app.service with the in-memory store: search results against a brute-force oracle."""
+"""Matching with the in-memory store: search results against a brute-force oracle."""
 
 import random
+from collections.abc import Iterator
 
 import pytest
 
+from app.config import Settings
 from app.hashing import Signature, hamming
-from app.index import HammingIndex
+from app.matching import RESOLVE_CHUNK, SearchOptions
 from app.models import NewImage
-from app.service import RESOLVE_CHUNK, DoppelService, SearchOptions
+from app.service import DoppelService, build_service
 from app.store import MemoryImageStore
 
 
 @pytest.fixture
-def crowded() -> tuple[DoppelService, dict[str, int]]:
+def crowded() -> Iterator[tuple[DoppelService, dict[str, int]]]:
     """More candidates than one fetch chunk, at every distance from 0 to 12, and more ties at
     distance 1 than one chunk holds (their order, by id, spans chunks)."""
     rng = random.Random(3)
@@ -24,17 +26,12 @@ def crowded() -> tuple[DoppelService, dict[str, int]]:
         for bit in rng.sample(range(64), n % 13):
             value |= 1 << bit
         hashes[f"img-{rng.randrange(10**6):06d}-{n}"] = value
-    service = DoppelService(
-        MemoryImageStore(),
-        HammingIndex(),
-        max_distance=10,
-        confirm_distance=16,
-        max_pixels=1,
-        max_concurrent_decodes=1,
-    )
-    records = service.store.add([NewImage(id=k, dhash=v, width=1, height=1) for k, v in hashes.items()])
-    service.index.add([r.key for r in records], [r.dhash for r in records])
-    return service, hashes
+    service = build_service(Settings(max_distance=10, confirm_distance=16), store=MemoryImageStore())
+    with service.store.writing() as write:
+        write.add([NewImage(id=k, dhash=v, width=1, height=1) for k, v in hashes.items()])
+    service.start()
+    yield service, hashes
+    service.close()
 
 
 @pytest.mark.parametrize(
@@ -44,7 +41,7 @@ def test_matches_equal_a_sorted_brute_force(
     crowded: tuple[DoppelService, dict[str, int]], limit: int | None, max_distance: int
 ) -> None:
     service, hashes = crowded
-    found = service.search_hash(
+    found = service.matching.search_hash(
         Signature(0, None, None), options=SearchOptions(max_distance=max_distance, limit=limit)
     )
     expected = sorted((hamming(v, 0), k) for k, v in hashes.items() if hamming(v, 0) <= max_distance)

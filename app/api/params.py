@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, File, Form, Path, Query, UploadFile
 
-from app.service import SearchOptions
+from app.matching import SearchOptions
 from app.validation import MAX_ID_CHARS
 
 # The id rule of app.validation.check_image_id, stated in the OpenAPI schema for clients. It is

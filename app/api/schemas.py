@@ -114,7 +114,17 @@ class DuplicatesOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: str
-    images: int
+    images: int = Field(description="Images in this replica's index.")
+
+
+class ReadyOut(BaseModel):
+    status: str = Field(description="`ready`, or `not ready` (with status 503).")
+    images: int = Field(description="Images in this replica's index.")
+    position: int = Field(description="The store's change-log position the index holds.")
+    lag_ms: int | None = Field(
+        description="Milliseconds since the index last held the store's newest change; null until loaded."
+    )
+    max_lag_ms: int = Field(description="The lag past which the replica is not ready (DOPPEL_MAX_LAG_MS).")
 
 
 class ErrorOut(BaseModel):

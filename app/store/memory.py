@@ -1,81 +1,136 @@
 """In-memory store: the fake behind the same interface, for tests and throw-away runs."""
 
+import secrets
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import numpy as np
 
 from app.errors import ImageExists
 from app.models import ImageRecord, NewImage
-from app.store.base import format_time, refuse_repeated_ids
+from app.store.base import Changes, Wake, format_time, refuse_repeated_ids
 
 
 class MemoryImageStore:
-    """ImageStore kept in dicts; nothing survives the process."""
+    """ImageStore kept in dicts, for one process; nothing survives it."""
 
     def __init__(self) -> None:
+        self.identity = secrets.token_hex(16)
         self._by_id: dict[str, ImageRecord] = {}
-        self._key_to_id: dict[int, str] = {}
-        self._last_key = 0
+        self._by_key: dict[int, ImageRecord] = {}
+        self._tombstones: dict[int, int] = {}  # position -> removed key
+        self._head = 0
+        # The write lock is held by a write block from start to end; the data lock, briefly, by
+        # every read and write of the dicts (a reader never waits for a whole write block).
+        self._write_lock = threading.Lock()
         self._lock = threading.Lock()
 
-    def add(self, images: list[NewImage]) -> list[ImageRecord]:
-        refuse_repeated_ids(images)
-        with self._lock:
-            taken = [image.id for image in images if image.id in self._by_id]
-            if taken:
-                raise ImageExists(taken)
-            return [self._insert(image) for image in images]
+    @contextmanager
+    def writing(self) -> Iterator["_MemoryWrite"]:
+        with self._write_lock:
+            write = _MemoryWrite(self)
+            try:
+                yield write
+            except BaseException:
+                with self._lock:
+                    write.undo()
+                raise
+            self._head = write.position
 
-    def replace(self, image: NewImage) -> tuple[ImageRecord, ImageRecord | None]:
+    def head(self) -> int:
+        return self._head
+
+    def changes(self, after: int, upto: int) -> Changes:
         with self._lock:
-            old = self._pop(image.id)
-            return self._insert(image), old
+            added = [r for key, r in self._by_key.items() if after < key <= upto]
+            removed = [key for position, key in self._tombstones.items() if after < position <= upto]
+        added.sort(key=lambda r: r.key)
+        keys, hashes = _arrays(added)
+        return Changes(keys, hashes, np.array(removed, dtype=np.int64))
+
+    def iter_hashes(self, batch_size: int, *, upto: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        with self._lock:
+            records = sorted((r for r in self._by_key.values() if r.key <= upto), key=lambda r: r.key)
+        for start in range(0, len(records), batch_size):
+            yield _arrays(records[start : start + batch_size])
 
     def get(self, image_id: str) -> ImageRecord | None:
         return self._by_id.get(image_id)
 
     def get_by_keys(self, keys: list[int]) -> dict[int, ImageRecord]:
         with self._lock:
-            return {key: self._by_id[self._key_to_id[key]] for key in keys if key in self._key_to_id}
-
-    def delete(self, image_id: str) -> ImageRecord | None:
-        with self._lock:
-            return self._pop(image_id)
+            return {key: self._by_key[key] for key in keys if key in self._by_key}
 
     def page(self, *, limit: int, after: str | None) -> list[ImageRecord]:
         with self._lock:
             ids = sorted(i for i in self._by_id if after is None or i > after)[:limit]
             return [self._by_id[i] for i in ids]
 
-    def iter_hashes(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        with self._lock:
-            records = sorted(self._by_id.values(), key=lambda r: r.key)
-        for start in range(0, len(records), batch_size):
-            batch = records[start : start + batch_size]
-            yield (
-                np.array([r.key for r in batch], dtype=np.int64),
-                np.array([r.dhash for r in batch], dtype=np.uint64),
-            )
-
     def count(self) -> int:
         return len(self._by_id)
 
-    def close(self) -> None:
-        self._by_id.clear()
-        self._key_to_id.clear()
+    def on_change(self, wake: Wake) -> None:
+        """One process: its own writes wake its index."""
 
-    def _pop(self, image_id: str) -> ImageRecord | None:
-        record = self._by_id.pop(image_id, None)
-        if record is not None:
-            del self._key_to_id[record.key]
+    def describe(self) -> str:
+        return "memory (nothing is kept)"
+
+    def close(self) -> None:
+        with self._lock:
+            self._by_id.clear()
+            self._by_key.clear()
+            self._tombstones.clear()
+
+
+class _MemoryWrite:
+    """WriteTransaction over the dicts; `undo` reverts its writes when the block raises."""
+
+    def __init__(self, store: MemoryImageStore) -> None:
+        self._store = store
+        self.head = store._head
+        self.position = store._head
+        self._added: list[ImageRecord] = []
+        self._removed: list[ImageRecord] = []
+
+    def add(self, images: list[NewImage]) -> list[ImageRecord]:
+        refuse_repeated_ids(images)
+        with self._store._lock:
+            taken = [image.id for image in images if image.id in self._store._by_id]
+            if taken:
+                raise ImageExists(taken)
+            return [self._insert(image) for image in images]
+
+    def replace(self, image: NewImage) -> tuple[ImageRecord, ImageRecord | None]:
+        old = self.delete(image.id)
+        with self._store._lock:
+            return self._insert(image), old
+
+    def delete(self, image_id: str) -> ImageRecord | None:
+        with self._store._lock:
+            record = self._store._by_id.pop(image_id, None)
+            if record is not None:
+                del self._store._by_key[record.key]
+                self.position += 1
+                self._store._tombstones[self.position] = record.key
+                self._removed.append(record)
         return record
 
+    def undo(self) -> None:
+        for record in self._added:
+            self._store._by_id.pop(record.id, None)
+            self._store._by_key.pop(record.key, None)
+        for record in self._removed:
+            self._store._by_id[record.id] = record
+            self._store._by_key[record.key] = record
+        for position in range(self.head + 1, self.position + 1):
+            self._store._tombstones.pop(position, None)
+
     def _insert(self, image: NewImage) -> ImageRecord:
-        self._last_key += 1
+        self.position += 1
         record = ImageRecord(
-            key=self._last_key,
+            key=self.position,
             id=image.id,
             dhash=image.dhash,
             width=image.width,
@@ -86,6 +141,14 @@ class MemoryImageStore:
             dct_hash=image.dct_hash,
             sha256=image.sha256,
         )
-        self._by_id[image.id] = record
-        self._key_to_id[record.key] = image.id
+        self._store._by_id[image.id] = record
+        self._store._by_key[record.key] = record
+        self._added.append(record)
         return record
+
+
+def _arrays(records: list[ImageRecord]) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.array([r.key for r in records], dtype=np.int64),
+        np.array([r.dhash for r in records], dtype=np.uint64),
+    )

@@ -1,21 +1,25 @@
-"""SQLite store: one file in the data folder, WAL mode, one connection serialised by a lock."""
+"""SQLite store: one file, WAL mode. Several processes may share it: writers take the file's write
+lock (BEGIN IMMEDIATE), readers read committed data beside them."""
 
 import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
-from app.errors import ImageExists
+from app.errors import ImageExists, StoreUnavailable
 from app.models import ImageRecord, NewImage
-from app.store.base import format_time, refuse_repeated_ids
+from app.store.base import Changes, Wake, format_time, refuse_repeated_ids
 
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
-    key INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: keys are never reused
+    key INTEGER PRIMARY KEY AUTOINCREMENT,  -- the log position that added it
     id TEXT NOT NULL UNIQUE,
     dhash INTEGER NOT NULL,                 -- 64-bit hashes stored as signed integers
     dhash_vertical INTEGER,
@@ -25,13 +29,21 @@ CREATE TABLE IF NOT EXISTS images (
     height INTEGER,
     created_at INTEGER NOT NULL,            -- microseconds since the Unix epoch, UTC
     metadata TEXT                           -- JSON object, NULL when empty
-)
+);
+CREATE TABLE IF NOT EXISTS log_head (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 0),
+    position INTEGER NOT NULL,
+    identity TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tombstones (
+    position INTEGER PRIMARY KEY,
+    key INTEGER NOT NULL
+);
 """
 _COLUMNS = "key, id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata"
-_INSERT = (
-    "INSERT INTO images (key, id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_INSERT = f"INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# How long a writer waits for another process's write transaction before giving up (503).
+BUSY_TIMEOUT_MS = 30_000
 _I64 = 1 << 63
 _U64 = 1 << 64
 
@@ -41,85 +53,152 @@ class SQLiteImageStore:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection shared by the request threads; the lock serialises its use.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
+        self.path = path
+        # Writes go through one connection (the lock serialises this process's writers; the file's
+        # lock, the other processes'). Reads use a connection per thread, so they never wait for
+        # a write transaction, which may be held while the index catches up.
+        self._writer = self._connect()
+        self._write_lock = threading.Lock()
+        self._readers: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._readers_lock = threading.Lock()
+        with _unavailable(path):
+            self._writer.execute("PRAGMA journal_mode=WAL")
+            self._create_schema()
+            self.identity: str = self._writer.execute("SELECT identity FROM log_head").fetchone()[0]
 
-    def add(self, images: list[NewImage]) -> list[ImageRecord]:
-        refuse_repeated_ids(images)
-        with self._lock, self._transaction():
-            taken = self._existing_ids([image.id for image in images])
-            if taken:
-                raise ImageExists(taken)
-            return self._insert(images)
+    def _connect(self) -> sqlite3.Connection:
+        with _unavailable(self.path):
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA synchronous=FULL")
+        return db
 
-    def replace(self, image: NewImage) -> tuple[ImageRecord, ImageRecord | None]:
-        with self._lock, self._transaction():
-            old = self._get(image.id)
-            if old is not None:
-                self._db.execute("DELETE FROM images WHERE key = ?", (old.key,))
-            return self._insert([image])[0], old
+    def _create_schema(self) -> None:
+        with self._write_lock, _Transaction(self._writer):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._writer.execute(statement)
+            # A store written before the log existed: its head is the largest key ever used.
+            self._writer.execute(
+                "INSERT OR IGNORE INTO log_head VALUES (0, "
+                "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'images'), 0), ?)",
+                (secrets.token_hex(16),),
+            )
+            self._writer.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextmanager
+    def writing(self) -> Iterator["_SQLiteWrite"]:
+        with self._write_lock, _unavailable(self.path), _Transaction(self._writer):
+            head = int(self._writer.execute("SELECT position FROM log_head").fetchone()[0])
+            write = _SQLiteWrite(self._writer, head)
+            yield write
+            if write.position != head:
+                self._writer.execute("UPDATE log_head SET position = ?", (write.position,))
+
+    def head(self) -> int:
+        return int(self._read("SELECT position FROM log_head")[0][0])
+
+    def changes(self, after: int, upto: int) -> Changes:
+        added = self._read(
+            "SELECT key, dhash FROM images WHERE key > ? AND key <= ? ORDER BY key", (after, upto)
+        )
+        removed = self._read("SELECT key FROM tombstones WHERE position > ? AND position <= ?", (after, upto))
+        keys, hashes = _key_hash_arrays(added)
+        return Changes(keys, hashes, np.array([row[0] for row in removed], dtype=np.int64))
+
+    def iter_hashes(self, batch_size: int, *, upto: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        last_key = 0
+        while True:
+            rows = self._read(
+                "SELECT key, dhash FROM images WHERE key > ? AND key <= ? ORDER BY key LIMIT ?",
+                (last_key, upto, batch_size),
+            )
+            if not rows:
+                return
+            keys, hashes = _key_hash_arrays(rows)
+            yield keys, hashes
+            last_key = int(keys[-1])
 
     def get(self, image_id: str) -> ImageRecord | None:
-        with self._lock:
-            return self._get(image_id)
+        rows = self._read(f"SELECT {_COLUMNS} FROM images WHERE id = ?", (image_id,))
+        return _record(rows[0]) if rows else None
 
     def get_by_keys(self, keys: list[int]) -> dict[int, ImageRecord]:
         if not keys:
             return {}
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM images WHERE key IN (SELECT value FROM json_each(?))",
-                (json.dumps(keys),),
-            ).fetchall()
+        rows = self._read(
+            f"SELECT {_COLUMNS} FROM images WHERE key IN (SELECT value FROM json_each(?))",
+            (json.dumps(keys),),
+        )
         return {row[0]: _record(row) for row in rows}
 
-    def delete(self, image_id: str) -> ImageRecord | None:
-        with self._lock, self._transaction():
-            old = self._get(image_id)
-            if old is not None:
-                self._db.execute("DELETE FROM images WHERE key = ?", (old.key,))
-            return old
-
     def page(self, *, limit: int, after: str | None) -> list[ImageRecord]:
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM images WHERE id > ? ORDER BY id LIMIT ?",
-                ("" if after is None else after, limit),
-            ).fetchall()
+        rows = self._read(
+            f"SELECT {_COLUMNS} FROM images WHERE id > ? ORDER BY id LIMIT ?",
+            ("" if after is None else after, limit),
+        )
         return [_record(row) for row in rows]
 
-    def iter_hashes(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        last_key = 0
-        while True:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT key, dhash FROM images WHERE key > ? ORDER BY key LIMIT ?",
-                    (last_key, batch_size),
-                ).fetchall()
-            if not rows:
-                return
-            table = np.array(rows, dtype=np.int64)
-            yield table[:, 0], table[:, 1].view(np.uint64)
-            last_key = int(table[-1, 0])
-
     def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM images").fetchone()[0])
+        return int(self._read("SELECT count(*) FROM images")[0][0])
+
+    def on_change(self, wake: Wake) -> None:
+        """SQLite cannot tell: readers poll head()."""
+
+    def describe(self) -> str:
+        return str(self.path.resolve())
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        with self._write_lock:
+            self._writer.close()
+        with self._readers_lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
 
-    def _transaction(self) -> "_Transaction":
-        return _Transaction(self._db)
+    def _read(self, sql: str, parameters: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with _unavailable(self.path):
+            return self._reader().execute(sql, parameters).fetchall()
 
-    def _get(self, image_id: str) -> ImageRecord | None:
+    def _reader(self) -> sqlite3.Connection:
+        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._connect()
+            self._local.reader = reader
+            with self._readers_lock:
+                self._readers.append(reader)
+        return reader
+
+
+class _SQLiteWrite:
+    """WriteTransaction on the writer connection, inside BEGIN IMMEDIATE."""
+
+    def __init__(self, db: sqlite3.Connection, head: int) -> None:
+        self._db = db
+        self.head = head
+        self.position = head
+
+    def add(self, images: list[NewImage]) -> list[ImageRecord]:
+        refuse_repeated_ids(images)
+        taken = self._existing_ids([image.id for image in images])
+        if taken:
+            raise ImageExists(taken)
+        return self._insert(images)
+
+    def replace(self, image: NewImage) -> tuple[ImageRecord, ImageRecord | None]:
+        old = self.delete(image.id)
+        return self._insert([image])[0], old
+
+    def delete(self, image_id: str) -> ImageRecord | None:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM images WHERE id = ?", (image_id,)).fetchone()
-        return None if row is None else _record(row)
+        if row is None:
+            return None
+        old = _record(row)
+        self.position += 1
+        self._db.execute("DELETE FROM images WHERE key = ?", (old.key,))
+        self._db.execute("INSERT INTO tombstones (position, key) VALUES (?, ?)", (self.position, old.key))
+        return old
 
     def _existing_ids(self, ids: list[str]) -> list[str]:
         rows = self._db.execute(
@@ -132,7 +211,8 @@ class SQLiteImageStore:
         # One executemany with the keys assigned here: a batch of 10,000 rows is one statement,
         # not 10,000 round trips through the sqlite3 module.
         created_at = _now_micros()
-        first_key = self._next_key()
+        first_key = self.position + 1
+        self.position += len(images)
         self._db.executemany(
             _INSERT,
             [
@@ -168,14 +248,6 @@ class SQLiteImageStore:
             for n, image in enumerate(images)
         ]
 
-    def _next_key(self) -> int:
-        """One past the largest key ever used (AUTOINCREMENT's counter), so keys are never reused.
-
-        Called inside the write transaction, so no other writer can take the same keys.
-        """
-        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'images'").fetchone()
-        return (row[0] if row else 0) + 1
-
 
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block raises."""
@@ -188,7 +260,8 @@ class _Transaction:
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is not None:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             return
         try:
             self._db.execute("COMMIT")
@@ -200,19 +273,37 @@ class _Transaction:
             raise
 
 
-def _record(row: tuple) -> ImageRecord:
+@contextmanager
+def _unavailable(path: Path) -> Iterator[None]:
+    """A file locked by another process for longer than the busy timeout is a 503, not a 500."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StoreUnavailable(f"the database {path} is locked by another writer: {exc}") from exc
+        raise
+
+
+def _key_hash_arrays(rows: list[tuple[object, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    table = np.array(rows, dtype=np.int64).reshape(-1, 2)
+    return table[:, 0].copy(), table[:, 1].view(np.uint64).copy()
+
+
+def _record(row: tuple[object, ...]) -> ImageRecord:
     key, image_id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata = row
+    assert isinstance(key, int) and isinstance(image_id, str) and isinstance(dhash, int)
+    assert isinstance(created_at, int)
     return ImageRecord(
         key=key,
         id=image_id,
         dhash=dhash % _U64,
-        width=width,
-        height=height,
+        width=width if isinstance(width, int) else None,
+        height=height if isinstance(height, int) else None,
         created_at=_format_micros(created_at),
-        metadata=json.loads(metadata) if metadata else {},
-        dhash_vertical=None if dhash_vertical is None else dhash_vertical % _U64,
-        dct_hash=None if dct_hash is None else dct_hash % _U64,
-        sha256=sha256.hex() if sha256 else None,
+        metadata=json.loads(metadata) if isinstance(metadata, str) else {},
+        dhash_vertical=dhash_vertical % _U64 if isinstance(dhash_vertical, int) else None,
+        dct_hash=dct_hash % _U64 if isinstance(dct_hash, int) else None,
+        sha256=sha256.hex() if isinstance(sha256, bytes) and sha256 else None,
     )
 
 

@@ -80,7 +80,7 @@ async def add_batch(
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type == "application/json":
         items = _hash_items(await request.body())
-        records = await run_in_threadpool(service.add_hashes, items)
+        records = await run_in_threadpool(service.ingest.add_hashes, items)
         return BatchOut(items=[ImageOut.of(record) for record in records])
     if media_type == "multipart/form-data":
         form = await _read_form(request)
@@ -89,7 +89,7 @@ async def add_batch(
         finally:
             await form.close()
         results = await run_in_threadpool(
-            lambda: service.add_files(files, max_file_bytes=settings.max_upload_bytes, options=options)
+            lambda: service.ingest.add_files(files, max_file_bytes=settings.max_upload_bytes, options=options)
         )
         return BatchCreatedOut(items=[ImageCreated.with_duplicates(r, d) for r, d in results])
     raise UnsupportedBody("send application/json (hashes) or multipart/form-data (files)")

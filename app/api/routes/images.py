@@ -11,7 +11,7 @@ from app.api.params import FileField, IdField, MetadataField, NewIdPath, SearchO
 from app.api.schemas import DuplicateOut, DuplicatesOut, ImageCreated, ImageOut, PageOut, matches_out
 from app.api.uploads import read_upload
 from app.hashing import hash_hex
-from app.service import OnDuplicate
+from app.ingest import OnDuplicate
 from app.validation import parse_metadata
 
 router = APIRouter(prefix="/images", tags=["images"])
@@ -47,7 +47,7 @@ async def add_image(
     """Index an image. Answers with the record and its matches among the images stored before it."""
     data = await read_upload(file, max_bytes=settings.max_upload_bytes)
     record, duplicates = await run_in_threadpool(
-        service.add,
+        service.ingest.add,
         data,
         image_id=image_id,
         metadata=parse_metadata(metadata),
@@ -78,7 +78,7 @@ async def put_image(
     """Create (201) or replace (200) the image under this id."""
     data = await read_upload(file, max_bytes=settings.max_upload_bytes)
     record, created, duplicates = await run_in_threadpool(
-        service.put, image_id, data, metadata=parse_metadata(metadata), options=options
+        service.ingest.put, image_id, data, metadata=parse_metadata(metadata), options=options
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -106,12 +106,12 @@ async def get_image(image_id: str, service: ServiceDep) -> ImageOut:
 @router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
 async def delete_image(image_id: str, service: ServiceDep) -> Response:
     """Delete an image; it never appears in results again."""
-    await run_in_threadpool(service.delete, image_id)
+    await run_in_threadpool(service.ingest.delete, image_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{image_id}/duplicates", response_model=DuplicatesOut, responses=error_responses(404, 422))
 async def image_duplicates(image_id: str, service: ServiceDep, options: SearchOptionsDep) -> DuplicatesOut:
     """The stored images that match a stored one, itself left out."""
-    record, matches = await run_in_threadpool(service.duplicates_of, image_id, options=options)
+    record, matches = await run_in_threadpool(service.matching.duplicates_of, image_id, options=options)
     return DuplicatesOut(id=record.id, hash=hash_hex(record.dhash), matches=matches_out(matches))

@@ -22,7 +22,7 @@ async def search_by_image(
 ) -> SearchOut:
     """Stored images within `max_distance` of the uploaded image's dHash, nearest first. Nothing is stored."""
     data = await read_upload(file, max_bytes=settings.max_upload_bytes)
-    upload, matches = await run_in_threadpool(service.search, data, options=options)
+    upload, matches = await run_in_threadpool(service.matching.search, data, options=options)
     return SearchOut.of(upload.hashes.signature, matches)
 
 
@@ -57,5 +57,5 @@ async def search_by_hash(
     signature = Signature(
         parse_hash(query_hash), parse_optional_hash(vertical_hash), parse_optional_hash(dct_hash)
     )
-    matches = await run_in_threadpool(service.search_hash, signature, options=options)
+    matches = await run_in_threadpool(service.matching.search_hash, signature, options=options)
     return SearchOut.of(signature, matches)

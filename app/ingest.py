@@ -1,0 +1,230 @@
+"""Ingest: hash and write images (one, a batch of files, a batch of hashes), replace and delete.
+
+Writes go to the store only; this process's index learns of them from the store's log, like every
+other process's, and a write returns once its own index holds it (read-your-writes on a replica).
+"""
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
+
+from app.errors import (
+    BatchRejected,
+    DoppelError,
+    DuplicateImage,
+    ImageExists,
+    ImageNotFound,
+    InvalidInput,
+    ItemFault,
+    StoreUnavailable,
+)
+from app.hasher import Upload, UploadHasher
+from app.matching import EVERY_IDENTICAL_HASH, Matching, Query, SearchOptions, match_order, query_of_upload
+from app.models import FileItem, HashItem, ImageRecord, Match, Metadata, NewImage
+from app.store import ImageStore, WriteTransaction
+from app.sync import IndexSyncer
+from app.validation import check_image_id, check_metadata, new_image_id, parse_hash, parse_metadata
+
+logger = logging.getLogger("doppel")
+
+# How long a write waits for its index to reach the store's head (a duplicate check, before the
+# write) or its own commit (after it): past that the index is not following the store.
+CATCH_UP_TIMEOUT_S = 10.0
+
+
+class OnDuplicate(StrEnum):
+    """What POST /images does with a copy of a stored image."""
+
+    ALLOW = "allow"  # store it and report the matches
+    REJECT = "reject"  # refuse it when anything matches
+    REJECT_EXACT = "reject_exact"  # refuse it only when the bytes are identical
+
+
+class Ingest:
+    def __init__(
+        self, store: ImageStore, syncer: IndexSyncer, matching: Matching, hasher: UploadHasher
+    ) -> None:
+        self.store = store
+        self.syncer = syncer
+        self.matching = matching
+        self.hasher = hasher
+
+    def add(
+        self,
+        data: bytes,
+        *,
+        image_id: str | None,
+        metadata: Metadata,
+        options: SearchOptions | None = None,
+        on_duplicate: OnDuplicate = OnDuplicate.ALLOW,
+    ) -> tuple[ImageRecord, list[Match]]:
+        """Store a new image; also return its matches among the images stored before it.
+
+        With `on_duplicate` REJECT (any match) or REJECT_EXACT (identical bytes) a copy raises
+        DuplicateImage and nothing is stored: the check and the insert are made under the store's
+        write lock, once the index holds every earlier write, so two copies sent at once to two
+        replicas cannot both pass it.
+        """
+        upload = self.hasher.hash(data)
+        new = _new_image(upload, image_id=_id_or_new(image_id), metadata=metadata)
+        options = options or SearchOptions()
+        query = query_of_upload(upload, all_orientations=options.all_orientations)
+        if on_duplicate is OnDuplicate.ALLOW:
+            duplicates = self.matching.find(query, options)
+            with self.store.writing() as write:
+                (record,) = write.add([new])
+        else:
+            with self.store.writing() as write:
+                self._catch_up(write)
+                duplicates = self.matching.find(query, options)
+                if on_duplicate is OnDuplicate.REJECT and duplicates:
+                    raise DuplicateImage(duplicates)
+                if on_duplicate is OnDuplicate.REJECT_EXACT:
+                    # Every identical file, not only those within `limit`: identical bytes decode
+                    # to the same pixels, so they are all at distance 0.
+                    exact = [m for m in self.matching.find(query, EVERY_IDENTICAL_HASH) if m.exact]
+                    if exact:
+                        raise DuplicateImage(exact)
+                (record,) = write.add([new])
+        self._show(write)
+        return record, duplicates
+
+    def put(
+        self, image_id: str, data: bytes, *, metadata: Metadata, options: SearchOptions | None = None
+    ) -> tuple[ImageRecord, bool, list[Match]]:
+        """Create or replace the image under `image_id`. Returns (record, created, duplicates),
+        the duplicates being the other stored images that match it."""
+        upload = self.hasher.hash(data)
+        new = _new_image(upload, image_id=check_image_id(image_id), metadata=metadata)
+        with self.store.writing() as write:
+            record, old = write.replace(new)
+        self._show(write)
+        options = options or SearchOptions()
+        query = query_of_upload(upload, all_orientations=options.all_orientations)
+        duplicates = self.matching.find(query, options, exclude_key=record.key)
+        return record, old is None, duplicates
+
+    def add_hashes(self, items: list[HashItem]) -> list[ImageRecord]:
+        """Store images known by their dHash alone, in one transaction, all or nothing.
+
+        Raises BatchRejected naming every refused item (bad hash, id or metadata; an id given
+        twice or already stored); then nothing is stored.
+        """
+        indexed: list[tuple[int, NewImage]] = []
+        faults: list[ItemFault] = []
+        for index, item in enumerate(items):
+            try:
+                new = NewImage(
+                    id=_id_or_new(item.id),
+                    dhash=parse_hash(item.hash),
+                    width=None,
+                    height=None,
+                    metadata=check_metadata(item.metadata),
+                )
+                indexed.append((index, new))
+            except DoppelError as exc:
+                faults.append(ItemFault(index, item.id, exc))
+        return self._store_batch(indexed, faults)
+
+    def add_files(
+        self, files: list[FileItem], *, max_file_bytes: int, options: SearchOptions | None = None
+    ) -> list[tuple[ImageRecord, list[Match]]]:
+        """Store uploaded files in one transaction, all or nothing, each with its matches among
+        the images stored before it, the earlier files of the batch included.
+
+        The files are hashed on every core at once. Raises BatchRejected naming every refused
+        file (over `max_file_bytes`, not an image, damaged, bad id or metadata, id taken).
+        """
+        options = options or SearchOptions()
+        indexed: list[tuple[int, NewImage]] = []
+        queries: list[Query] = []
+        faults: list[ItemFault] = []
+        with ThreadPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1) or 1) as pool:
+            # Pillow and numpy release the GIL while they decode and resize, so threads use every core.
+            hashing = [pool.submit(self.hasher.hash_file, item.data, max_file_bytes) for item in files]
+            for index, (item, hashed) in enumerate(zip(files, hashing, strict=True)):
+                try:
+                    upload = hashed.result()  # raises the file's hashing error
+                    metadata = parse_metadata(item.metadata)
+                    new = _new_image(upload, image_id=_id_or_new(item.id), metadata=metadata)
+                    indexed.append((index, new))
+                    queries.append(query_of_upload(upload, all_orientations=options.all_orientations))
+                except DoppelError as exc:
+                    faults.append(ItemFault(index, item.id, exc))
+        earlier = [self.matching.find(query, options) for query in queries]
+        records = self._store_batch(indexed, faults)
+        results = []
+        for n, record in enumerate(records):
+            matches = earlier[n] + self.matching.match_among(queries[n], records[:n], options)
+            matches.sort(key=match_order)
+            results.append((record, matches[: options.limit]))
+        return results
+
+    def delete(self, image_id: str) -> None:
+        with self.store.writing() as write:
+            record = write.delete(image_id)
+        if record is None:
+            raise ImageNotFound(image_id)
+        self._show(write)
+
+    def _store_batch(self, indexed: list[tuple[int, NewImage]], faults: list[ItemFault]) -> list[ImageRecord]:
+        """Store the images of a batch in one transaction, or raise BatchRejected."""
+        _refuse(faults + _repeated_ids(indexed))
+        try:
+            with self.store.writing() as write:
+                records = write.add([new for _, new in indexed])
+        except ImageExists as exc:
+            taken = set(exc.image_ids)
+            _refuse([ItemFault(i, new.id, ImageExists([new.id])) for i, new in indexed if new.id in taken])
+            raise
+        self._show(write)
+        return records
+
+    def _catch_up(self, write: WriteTransaction) -> None:
+        """Inside the write lock: wait until the index holds every committed write."""
+        if not self.syncer.wait_for(write.head, CATCH_UP_TIMEOUT_S):
+            raise StoreUnavailable("the index cannot catch up with the store; nothing was stored")
+
+    def _show(self, write: WriteTransaction) -> None:
+        """After a commit: wait until this process's index holds it, so the client's next search
+        on this replica finds it. The write is durable either way, so a slow index is only logged."""
+        if not self.syncer.wait_for(write.position, CATCH_UP_TIMEOUT_S):
+            logger.warning("the index has not reached log position %d yet", write.position)
+
+
+def _refuse(faults: list[ItemFault]) -> None:
+    if faults:
+        raise BatchRejected(sorted(faults, key=lambda fault: fault.index))
+
+
+def _id_or_new(image_id: str | None) -> str:
+    """The client's id, checked, or a new one when the client gave none."""
+    return new_image_id() if image_id is None else check_image_id(image_id)
+
+
+def _new_image(upload: Upload, *, image_id: str, metadata: Metadata) -> NewImage:
+    return NewImage(
+        id=image_id,
+        dhash=upload.hashes.dhash,
+        width=upload.hashes.width,
+        height=upload.hashes.height,
+        metadata=metadata,
+        dhash_vertical=upload.hashes.dhash_vertical,
+        dct_hash=upload.hashes.dct_hash,
+        sha256=upload.sha256,
+    )
+
+
+def _repeated_ids(indexed: list[tuple[int, NewImage]]) -> list[ItemFault]:
+    """A fault for every item whose id an earlier item of the same batch already has."""
+    first: dict[str, int] = {}
+    faults = []
+    for index, new in indexed:
+        if new.id in first:
+            faults.append(
+                ItemFault(index, new.id, InvalidInput(f"id {new.id!r} is also given to item {first[new.id]}"))
+            )
+        else:
+            first[new.id] = index
+    return faults

@@ -1,0 +1,175 @@
+"""Matching: which stored images look like a query. Candidates come from the index by dHash
+distance, in any orientation when asked, and are confirmed by the DCT hash. Reads only."""
+
+from dataclasses import dataclass
+
+from app.errors import ImageNotFound
+from app.hasher import Upload, UploadHasher
+from app.hashing import Signature, hamming
+from app.index import HammingIndex
+from app.models import ImageRecord, Match, Orientation
+from app.orientation import variants_of_hashes, variants_of_image
+from app.store import ImageStore
+
+RESOLVE_CHUNK = 256
+ORIGINAL = Orientation.ORIGINAL
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What a search looks for: the query's hashes per orientation, and its bytes' SHA-256."""
+
+    variants: dict[Orientation, Signature]
+    sha256: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    """How to search: threshold (None: the service default), how many, and which checks."""
+
+    max_distance: int | None = None
+    limit: int | None = 100  # None: every match
+    confirm: bool = True
+    all_orientations: bool = False
+
+
+# Every stored image whose dHash equals the query's, unconfirmed: where identical files are.
+EVERY_IDENTICAL_HASH = SearchOptions(max_distance=0, limit=None, confirm=False)
+
+
+class Matching:
+    """Searches the index, then resolves and confirms its hits against the store, so a record
+    deleted since the index was searched is never returned."""
+
+    def __init__(
+        self,
+        store: ImageStore,
+        index: HammingIndex,
+        hasher: UploadHasher,
+        *,
+        max_distance: int,
+        confirm_distance: int,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.hasher = hasher
+        self.max_distance = max_distance
+        self.confirm_distance = confirm_distance
+
+    def search(self, data: bytes, *, options: SearchOptions) -> tuple[Upload, list[Match]]:
+        """The query file's hashes and the stored images that match it."""
+        upload = self.hasher.hash(data)
+        return upload, self.find(query_of_upload(upload, all_orientations=options.all_orientations), options)
+
+    def search_hash(self, signature: Signature, *, options: SearchOptions) -> list[Match]:
+        """The same search for hashes computed elsewhere (only the dHash is required)."""
+        variants = variants_of_hashes(signature.dhash, signature.vertical, signature.dct)
+        return self.find(Query(variants, sha256=None), options)
+
+    def duplicates_of(self, image_id: str, *, options: SearchOptions) -> tuple[ImageRecord, list[Match]]:
+        """A stored image and the other stored images that match it."""
+        record = self.store.get(image_id)
+        if record is None:
+            raise ImageNotFound(image_id)
+        query = Query(
+            variants_of_hashes(record.dhash, record.dhash_vertical, record.dct_hash), sha256=record.sha256
+        )
+        return record, self.find(query, options, exclude_key=record.key)
+
+    def find(self, query: Query, options: SearchOptions, *, exclude_key: int | None = None) -> list[Match]:
+        """Stored images within `max_distance` of the query's dHash (of any of its variants when
+        asked), confirmed by the DCT hash when asked; nearest first, ties by id."""
+        variants = _variants(query, options)
+        best: dict[int, tuple[int, Orientation]] = {}
+        # variants come ORIGINAL first, so an equally near original beats a turned variant
+        results = self.index.search(
+            [v.dhash for v in variants.values()], max_distance=self._threshold(options)
+        )
+        for orientation, hits in zip(variants, results, strict=True):
+            for key, distance in hits:
+                if key != exclude_key and (key not in best or distance < best[key][0]):
+                    best[key] = (distance, orientation)
+        return self._resolve(query, variants, best, options)
+
+    def match_among(self, query: Query, records: list[ImageRecord], options: SearchOptions) -> list[Match]:
+        """`find` over a few records in hand (the earlier files of a batch) instead of the index."""
+        variants = _variants(query, options)
+        matches = []
+        for record in records:
+            # the first of equally near variants: ORIGINAL comes first
+            distance, orientation = min(
+                ((hamming(v.dhash, record.dhash), o) for o, v in variants.items()), key=lambda pair: pair[0]
+            )
+            if distance <= self._threshold(options):
+                matches += self._kept(query, record, distance, variants[orientation], orientation, options)
+        return matches
+
+    def _resolve(
+        self,
+        query: Query,
+        variants: dict[Orientation, Signature],
+        best: dict[int, tuple[int, Orientation]],
+        options: SearchOptions,
+    ) -> list[Match]:
+        """Fetch, confirm and order candidates, nearest first, until `limit` matches are certain.
+
+        Candidates are read from the store a chunk at a time in distance order: a far candidate
+        is never read once `limit` nearer ones are confirmed (ties at the cut are all read, since
+        they are ordered by id).
+        """
+        candidates = sorted(best.items(), key=lambda item: item[1][0])
+        matches: list[Match] = []
+        for start in range(0, len(candidates), RESOLVE_CHUNK):
+            chunk = candidates[start : start + RESOLVE_CHUNK]
+            if options.limit is not None and len(matches) >= options.limit:
+                matches.sort(key=match_order)
+                if chunk[0][1][0] > matches[options.limit - 1].distance:
+                    break
+            records = self.store.get_by_keys([key for key, _ in chunk])
+            for key, (distance, orientation) in chunk:
+                record = records.get(key)  # None: deleted since the index was searched
+                if record is not None:
+                    matches += self._kept(
+                        query, record, distance, variants[orientation], orientation, options
+                    )
+        matches.sort(key=match_order)
+        return matches[: options.limit]
+
+    def _threshold(self, options: SearchOptions) -> int:
+        return self.max_distance if options.max_distance is None else options.max_distance
+
+    def _kept(
+        self,
+        query: Query,
+        record: ImageRecord,
+        distance: int,
+        variant: Signature,
+        orientation: Orientation,
+        options: SearchOptions,
+    ) -> list[Match]:
+        """The candidate as a match, or nothing when confirmation is asked and refutes it."""
+        dct_distance = (
+            None if variant.dct is None or record.dct_hash is None else hamming(variant.dct, record.dct_hash)
+        )
+        exact = query.sha256 is not None and query.sha256 == record.sha256
+        match = Match(record, distance, dct_distance, orientation, exact)
+        # Without a DCT hash on both sides there is nothing to confirm with: the dHash decides.
+        refuted = not exact and dct_distance is not None and dct_distance > self.confirm_distance
+        return [] if options.confirm and refuted else [match]
+
+
+def query_of_upload(upload: Upload, *, all_orientations: bool = True) -> Query:
+    """The query for an uploaded file: with every orientation's hashes, or (cheaper, when the
+    search will not turn it) only the original's."""
+    if all_orientations:
+        return Query(variants_of_image(upload.hashes), sha256=upload.sha256)
+    return Query({ORIGINAL: upload.hashes.signature}, sha256=upload.sha256)
+
+
+def match_order(match: Match) -> tuple[int, str]:
+    return match.distance, match.record.id
+
+
+def _variants(query: Query, options: SearchOptions) -> dict[Orientation, Signature]:
+    """The query's variants the search looks for: all, or the original alone."""
+    return query.variants if options.all_orientations else {ORIGINAL: query.variants[ORIGINAL]}
