@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo, search, upload
@@ -35,7 +36,7 @@ def lookalikes(settings: Settings) -> Iterator[TestClient]:
         yield client
 
 
-def ids(response) -> list[str]:  # type: ignore[no-untyped-def]
+def ids(response: httpx.Response) -> list[str]:
     assert response.status_code == 200, response.text
     return [m["id"] for m in response.json()["matches"]]
 

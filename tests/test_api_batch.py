@@ -1,7 +1,9 @@
 """POST /images/batch: hashes (JSON) or files (multipart), one transaction, all or nothing."""
 
 import json
+from pathlib import Path
 
+import httpx
 import imagehash
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo, search, upload
@@ -16,9 +18,10 @@ def spread(n: int) -> str:
     return f"{(n * 0x9E3779B97F4A7C15) % (1 << 64):016x}"
 
 
-def post_files(client: TestClient, datas: list[bytes], **form: list[str]):  # type: ignore[no-untyped-def]
+def post_files(client: TestClient, datas: list[bytes], **form: list[str]) -> httpx.Response:
     files = [("file", (f"f{n}", data)) for n, data in enumerate(datas)]
-    return client.post("/images/batch", files=files, data=form)
+    response: httpx.Response = client.post("/images/batch", files=files, data=form)
+    return response
 
 
 def assert_nothing_stored(client: TestClient, before: int = 0) -> None:
@@ -232,7 +235,7 @@ def test_at_most_a_hundred_files(client: TestClient) -> None:
     assert post_files(client, [tiny] * MAX_BATCH_FILES).status_code == 201
 
 
-def test_size_limits(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_size_limits(tmp_path: Path) -> None:
     small, big = encode(make_photo(1, (32, 32))), encode(make_photo(2))
     settings = Settings(data_dir=tmp_path, max_upload_bytes=len(big) - 1, max_batch_bytes=3 * len(big))
     with TestClient(create_app(settings)) as client:

@@ -1,7 +1,9 @@
 """/images over HTTP: the contract's happy paths and every error."""
 
 import json
+from pathlib import Path
 
+import httpx
 import imagehash
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo, upload
@@ -137,7 +139,7 @@ def test_health_counts_images(client: TestClient) -> None:
 # --- bad input: a JSON error, never a 500, nothing stored ---------------------------------
 
 
-def assert_refused(client: TestClient, response, status: int, words: str) -> None:  # type: ignore[no-untyped-def]
+def assert_refused(client: TestClient, response: httpx.Response, status: int, words: str) -> None:
     assert response.status_code == status, response.text
     detail = response.json()["detail"]
     assert words in (detail if isinstance(detail, str) else json.dumps(detail))
@@ -153,7 +155,7 @@ def test_truncated_jpeg_is_unprocessable(client: TestClient) -> None:
     assert_refused(client, upload(client, data[: len(data) // 2]), 422, "could not be decoded")
 
 
-def test_file_over_the_byte_limit_is_too_large(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_file_over_the_byte_limit_is_too_large(tmp_path: Path) -> None:
     data = encode(make_photo(1), "PNG")
     with TestClient(create_app(Settings(data_dir=tmp_path, max_upload_bytes=len(data) - 1))) as small:
         assert_refused(small, upload(small, data), 413, "")
@@ -162,7 +164,7 @@ def test_file_over_the_byte_limit_is_too_large(tmp_path) -> None:  # type: ignor
         assert upload(small, encode(make_photo(1, (32, 32)))).status_code == 201
 
 
-def test_too_many_pixels_is_too_large(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_too_many_pixels_is_too_large(tmp_path: Path) -> None:
     data = encode(Image.new("L", (1000, 1000)), "PNG")
     with TestClient(create_app(Settings(data_dir=tmp_path, max_pixels=999_999))) as small:
         assert_refused(small, upload(small, data), 413, "1000x1000")

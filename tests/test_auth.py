@@ -6,21 +6,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
+from starlette.types import Message, Scope
 
 from app import cli
 from app.config import Settings
 from app.factory import create_app
 
 KEY = "k3y-0123456789abcdef-XYZ"
+SECRET_KEY = SecretStr(KEY)
 PHOTO = encode(make_photo(1, (64, 48)))
 
 
 @pytest.fixture
 def keyed(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path, api_key=KEY))) as client:
+    with TestClient(create_app(Settings(data_dir=tmp_path, api_key=SECRET_KEY))) as client:
         yield client
 
 
@@ -98,16 +101,16 @@ def test_no_key_offered(keyed: TestClient, headers: dict[str, str]) -> None:
 
 
 def test_a_request_without_the_key_is_refused_before_its_body_is_read(tmp_path: Path) -> None:
-    app = create_app(Settings(data_dir=tmp_path, api_key=KEY))
-    sent: list[dict[str, object]] = []
+    app = create_app(Settings(data_dir=tmp_path, api_key=SECRET_KEY))
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, object]:
+    async def receive() -> Message:
         raise AssertionError("the body was read")
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
+    scope: Scope = {
         "type": "http",
         "method": "POST",
         "path": "/images",
@@ -152,14 +155,17 @@ def test_an_empty_key_in_the_environment_means_no_key(monkeypatch: pytest.Monkey
 @pytest.mark.parametrize(
     "bad", ["short-key", "a key with spaces in it", "ключ-ключ-ключ-ключ", "tab\tinside-0123456789"]
 )
-def test_a_bad_key_is_refused_at_start_without_being_echoed(bad: str) -> None:
+def test_a_bad_key_is_refused_at_start_without_being_echoed(
+    bad: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOPPEL_API_KEY", bad)
     with pytest.raises(ValidationError) as error:
-        Settings(api_key=bad)
+        Settings()
     assert bad not in str(error.value)
 
 
 def test_the_key_is_masked_when_settings_are_printed() -> None:
-    settings = Settings(api_key=KEY)
+    settings = Settings(api_key=SECRET_KEY)
     assert KEY not in repr(settings) and KEY not in str(settings.model_dump())
     assert settings.api_key is not None and settings.api_key.get_secret_value() == KEY
 
@@ -169,7 +175,7 @@ def test_the_key_is_masked_when_settings_are_printed() -> None:
     [
         ("0.0.0.0", None, True),
         ("doppel.example", None, True),
-        ("0.0.0.0", KEY, False),
+        ("0.0.0.0", SECRET_KEY, False),
         ("127.0.0.1", None, False),
         ("::1", None, False),
         ("localhost", None, False),
@@ -179,10 +185,10 @@ def test_serving_beyond_this_machine_without_a_key_warns(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     host: str,
-    api_key: str | None,
+    api_key: SecretStr | None,
     warned: bool,
 ) -> None:
-    monkeypatch.setattr(cli.uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
     with caplog.at_level(logging.WARNING, logger="doppel"):
         assert cli.serve(Settings(host=host, api_key=api_key)) == 0
     assert ("DOPPEL_API_KEY is not set" in caplog.text) == warned

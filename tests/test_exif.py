@@ -4,6 +4,7 @@ import io
 import random
 import struct
 import warnings
+from collections.abc import Mapping
 
 import pytest
 from helpers import make_photo, needs_shared, shared_files
@@ -12,7 +13,7 @@ from PIL import Image
 from app.exif import ORIENTATION_TAG, UPRIGHT, orientation_in_exif
 
 
-def exif_block(tags: dict[int, object], endian: str = "<", prefix: bytes = b"Exif\x00\x00") -> bytes:
+def exif_block(tags: Mapping[int, object], endian: str = "<", prefix: bytes = b"Exif\x00\x00") -> bytes:
     exif = Image.Exif()
     exif.endian = endian
     for tag, value in tags.items():

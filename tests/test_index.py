@@ -3,6 +3,7 @@
 import random
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ def stored() -> dict[int, int]:
     base = rng.getrandbits(64)
     # Around a base hash at every distance from 0 to 20, plus unrelated random hashes.
     hashes = [near(base, d % 21, rng) for d in range(300)] + [rng.getrandbits(64) for _ in range(700)]
-    return {key: h for key, h in zip(range(10, 10 + len(hashes) * 3, 3), hashes)}
+    return {key: h for key, h in zip(range(10, 10 + len(hashes) * 3, 3), hashes, strict=True)}
 
 
 def test_codes_are_big_endian_bytes_of_the_hash() -> None:
@@ -41,7 +42,7 @@ def test_search_equals_brute_force(stored: dict[int, int], max_distance: int) ->
     index.add(list(stored), list(stored.values()))
     queries = [stored[10], stored[13], random.Random(2).getrandbits(64)]
     results = index.search(queries, max_distance=max_distance)
-    for query, hits in zip(queries, results):
+    for query, hits in zip(queries, results, strict=True):
         assert set(hits) == brute_force(stored, query, max_distance)
 
 
@@ -80,7 +81,7 @@ def test_concurrent_adds_removes_and_searches() -> None:
     def reader() -> None:
         try:
             for _ in range(300):
-                for key, distance in index.search([0], max_distance=64)[0]:
+                for _key, distance in index.search([0], max_distance=64)[0]:
                     assert 0 <= distance <= 64
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -101,8 +102,8 @@ def test_searches_never_overlap_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     state = {"writing": 0, "reading": 0, "overlaps": 0}
     guard = threading.Lock()
 
-    def tracked(kind: str, call):  # type: ignore[no-untyped-def]
-        def run(*args):  # type: ignore[no-untyped-def]
+    def tracked(kind: str, call: Callable[..., object]) -> Callable[..., object]:
+        def run(*args: object) -> object:
             with guard:
                 state[kind] += 1
                 other = "reading" if kind == "writing" else "writing"
@@ -123,15 +124,17 @@ def test_searches_never_overlap_writes(monkeypatch: pytest.MonkeyPatch) -> None:
         remove_ids = staticmethod(tracked("writing", inner.remove_ids))
         range_search = staticmethod(tracked("reading", inner.range_search))
 
+    def write(n: int) -> None:
+        for i in range(20):
+            index.add([n * 100 + i], [i])
+
+    def read() -> None:
+        for _ in range(40):
+            index.search([0], max_distance=64)
+
     monkeypatch.setattr(index, "_index", Tracked())
-    threads = [
-        threading.Thread(target=lambda n=n: [index.add([n * 100 + i], [i]) for i in range(20)])
-        for n in range(3)
-    ]
-    threads += [
-        threading.Thread(target=lambda: [index.search([0], max_distance=64) for _ in range(40)])
-        for _ in range(3)
-    ]
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(3)]
+    threads += [threading.Thread(target=read) for _ in range(3)]
     for t in threads:
         t.start()
     for t in threads:

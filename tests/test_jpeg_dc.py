@@ -21,7 +21,7 @@ def eighth_scale_grey(data: bytes) -> np.ndarray:
         return np.asarray(image.convert("L"))
 
 
-def progressive(size: tuple[int, int] = (1600, 1200), mode: str = "RGB", **options: object) -> bytes:
+def progressive(size: tuple[int, int] = (1600, 1200), /, mode: str = "RGB", **options: object) -> bytes:
     return encode(make_photo(11, size, mode), "JPEG", quality=90, progressive=True, **options)
 
 

@@ -25,7 +25,7 @@ def edits(image: Image.Image) -> dict[str, bytes]:
 
 @pytest.fixture
 def indexed(client: TestClient) -> list[tuple[str, Image.Image]]:
-    photos = []
+    photos: list[tuple[str, Image.Image]] = []
     for path in [p for p in shared_files("dev") if p.suffix == ".jpg"][:PHOTOS]:
         data = path.read_bytes()
         assert upload(client, data, path.stem).status_code == 201

@@ -4,7 +4,7 @@ import pytest
 from helpers import encode, make_photo
 from PIL import Image
 
-from app.hashing import hamming, hash_image_bytes
+from app.hashing import ImageHashes, hamming, hash_image_bytes
 from app.models import Orientation
 from app.orientation import variants_of_hashes, variants_of_image
 
@@ -23,19 +23,21 @@ TURN = {
 LIMIT = 10**9
 
 
-def hashes(image: Image.Image):  # type: ignore[no-untyped-def]
+def hashes(image: Image.Image) -> ImageHashes:
     return hash_image_bytes(encode(image), max_pixels=LIMIT)
 
 
 @pytest.mark.parametrize("orientation", list(Orientation))
 def test_turning_the_query_back_recovers_the_stored_hashes(orientation: Orientation) -> None:
     stored = make_photo(11, (360, 240))
-    query = stored if TURN[orientation] is None else stored.transpose(TURN[orientation])
+    turn = TURN[orientation]
+    query = stored if turn is None else stored.transpose(turn)
     expected = hashes(stored)
     from_pixels = variants_of_image(hashes(query))[orientation]
+    assert from_pixels.vertical is not None and from_pixels.dct is not None  # hashed from pixels: all three
     assert hamming(from_pixels.dhash, expected.dhash) <= 1
-    assert hamming(from_pixels.vertical, expected.dhash_vertical) <= 1  # type: ignore[arg-type]
-    assert hamming(from_pixels.dct, expected.dct_hash) <= 1  # type: ignore[arg-type]
+    assert hamming(from_pixels.vertical, expected.dhash_vertical) <= 1
+    assert hamming(from_pixels.dct, expected.dct_hash) <= 1
 
 
 @pytest.mark.parametrize("orientation", list(Orientation))
@@ -45,7 +47,8 @@ def test_stored_hashes_give_the_same_variants(orientation: Orientation) -> None:
     from_bits = variants_of_hashes(image.dhash, image.dhash_vertical, image.dct_hash)[orientation]
     assert from_bits.dct == from_pixels.dct  # signs map to signs exactly
     assert hamming(from_bits.dhash, from_pixels.dhash) <= 4  # ties between equal neighbours may differ
-    assert hamming(from_bits.vertical, from_pixels.vertical) <= 4  # type: ignore[arg-type]
+    assert from_bits.vertical is not None and from_pixels.vertical is not None
+    assert hamming(from_bits.vertical, from_pixels.vertical) <= 4
 
 
 def test_a_turned_image_is_far_from_the_original() -> None:

@@ -74,7 +74,8 @@ def _complete(received: bytes) -> bool:
 
 
 def json_body(response: bytes) -> dict[str, object]:
-    return json.loads(response.partition(b"\r\n\r\n")[2])
+    body: dict[str, object] = json.loads(response.partition(b"\r\n\r\n")[2])
+    return body
 
 
 # --- SIGKILL ---------------------------------------------------------------------------------
@@ -116,12 +117,12 @@ def test_sigkill_loses_no_acknowledged_upload(tmp_path: Path) -> None:
                             enough.set()
 
         threads = [threading.Thread(target=uploader, args=(t,)) for t in range(THREADS)]
-        for thread in threads:
-            thread.start()
+        for worker in threads:
+            worker.start()
         enough.wait(IO_TIMEOUT_S * 5)
         assert server.signal(signal.SIGKILL) == -signal.SIGKILL
-        for thread in threads:
-            thread.join(IO_TIMEOUT_S)
+        for worker in threads:
+            worker.join(IO_TIMEOUT_S)
 
     assert unexpected == []
     assert len(acknowledged) >= KILL_AFTER
@@ -204,7 +205,8 @@ def test_chunked_upload_over_the_limit_is_refused_while_it_streams(tmp_path: Pat
                 sock.sendall(b"0\r\n\r\n")  # the end of the body: a server that read it all answers now
             status, response = read_response(sock)
         assert status == 413, response
-        assert "over the limit" in json_body(response)["detail"]  # type: ignore[operator]
+        detail = json_body(response)["detail"]
+        assert isinstance(detail, str) and "over the limit" in detail
         # The answer came soon after the limit (plus the form's allowance) was passed, not at the end.
         assert LIMIT + FORM_OVERHEAD_BYTES < sent < PLANNED // 8, f"answered after {sent} bytes"
         assert httpx.get(f"{server.url}/health", timeout=IO_TIMEOUT_S).json() == {"status": "ok", "images": 0}
