@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import imagehash
@@ -83,7 +84,7 @@ def time_pair(datas: list[bytes], first: str, second: str, repeats: int) -> dict
         for n, data in enumerate(datas):
             for name in (first, second) if repeat % 2 == 0 else (second, first):
                 METHODS[name](data)
-                samples[name][n].append(timed(lambda: METHODS[name](data)))  # noqa: B023
+                samples[name][n].append(timed(partial(METHODS[name], data)))
     return {name: [statistics.median(s) for s in per_image] for name, per_image in samples.items()}
 
 
@@ -109,8 +110,10 @@ def report(title: str, paths: list[Path], repeats: int, *, per_image: bool) -> N
     within = sum(r <= 1.15 for r in ratios)
     print(
         f"  total: hash {hash_total * 1000:.0f} ms, decode {decode_total * 1000:.0f} ms: "
-        f"{hash_total / decode_total:.2f}x in total (per image: median {statistics.median(ratios):.2f}x, "
-        f"max {max(ratios):.2f}x, {within} of {len(ratios)} within 1.15x) | hash {hash2_total * 1000:.0f} ms, "
+        f"{hash_total / decode_total:.2f}x in total "
+        f"(per image: median {statistics.median(ratios):.2f}x, "
+        f"max {max(ratios):.2f}x, {within} of {len(ratios)} within 1.15x) | "
+        f"hash {hash2_total * 1000:.0f} ms, "
         f"ref {ref_total * 1000:.0f} ms: ref/hash {ref_total / hash2_total:.2f}x in total"
     )
     grey_ratios = [g / d for g, d in zip(grey_vs_decode["grey"], grey_vs_decode["decode"], strict=True)]
@@ -141,7 +144,8 @@ def thread_scaling(paths: list[Path], rounds: int) -> None:
             return 2 * len(datas) / (time.perf_counter() - start)
 
     print(
-        f"\nthreads, {len(datas)} large photos twice, median of {rounds} rounds (2 cores; other work may share them)"
+        f"\nthreads, {len(datas)} large photos twice, median of {rounds} rounds "
+        "(2 cores; other work may share them)"
     )
     for method in ("hash", "ref"):
         one, two = [], []

@@ -95,7 +95,8 @@ def main() -> None:
         naive.wait_ready()
         seed_doppel(ours.url)
         print(
-            f"Doppel {ours.url} and the naive service {naive.url}, {STORED} stored hashes each, {CLIENTS} clients"
+            f"Doppel {ours.url} and the naive service {naive.url}, "
+            f"{STORED} stored hashes each, {CLIENTS} clients"
         )
         print(f"{'workload':32} {'naive req/s':>12} {'Doppel req/s':>13} {'ratio':>6}  per-round ratios")
         for name, images in sets.items():
@@ -117,11 +118,13 @@ def main() -> None:
                 for a, b in zip(ours_hashes, naive_hashes, strict=True)
             ]
             print(
-                f"{'':32} {len(images)} images, {requests} requests a round; Doppel's hash = the naive one for "
-                f"{distances.count(0)}, max {max(distances)} bits apart (Doppel flattens transparency, applies EXIF)"
+                f"{'':32} {len(images)} images, {requests} requests a round; "
+                f"Doppel's hash = the naive one for {distances.count(0)}, max {max(distances)} bits apart "
+                "(Doppel flattens transparency, applies EXIF)"
             )
         print(
-            f"resident memory after the runs: Doppel {ours.rss_bytes() / 2**20:.0f} MiB, naive {naive.rss_bytes() / 2**20:.0f} MiB"
+            f"resident memory after the runs: Doppel {ours.rss_bytes() / 2**20:.0f} MiB, "
+            f"naive {naive.rss_bytes() / 2**20:.0f} MiB"
         )
 
 

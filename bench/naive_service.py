@@ -6,6 +6,7 @@ Run: python bench/naive_service.py PORT [STORED_HASHES]
 """
 
 import sys
+from typing import Annotated
 
 import faiss
 import imagehash
@@ -24,13 +25,13 @@ def health() -> dict[str, int]:
 
 
 @app.post("/search")
-def search(file: UploadFile = File(...), max_distance: int = 10) -> dict[str, object]:
+def search(file: Annotated[UploadFile, File()], max_distance: int = 10) -> dict[str, object]:
     image_hash = imagehash.dhash(Image.open(file.file))
     query = np.packbits(image_hash.hash.flatten()).reshape(1, 8)
     limits, distances, ids = index.range_search(query, max_distance + 1)
     return {
         "hash": str(image_hash),
-        "matches": [{"id": int(i), "distance": int(d)} for i, d in zip(ids, distances)],
+        "matches": [{"id": int(i), "distance": int(d)} for i, d in zip(ids, distances, strict=True)],
     }
 
 

@@ -2,7 +2,7 @@
 
     python bench/orientation_cost.py [--stored 100000] [--rounds 5]
 
-Indexes --stored random hashes plus the shared dev photos, then times `DoppelService.search` on each
+Indexes --stored random hashes plus the shared dev photos, then times `Matching.search` on each
 dev photo (decode + hash + index + confirm), plain and with all_orientations, interleaved, and
 prints the medians and their ratio. Needs ../shared/images/dev beside the repository.
 """
@@ -17,9 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.index import HammingIndex  # noqa: E402
+from app.config import Settings  # noqa: E402
+from app.matching import SearchOptions, query_of_upload  # noqa: E402
 from app.models import NewImage  # noqa: E402
-from app.service import DoppelService, SearchOptions, query_of_upload  # noqa: E402
+from app.service import build_service  # noqa: E402
 from app.store import MemoryImageStore  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "images" / "dev"
@@ -34,36 +35,36 @@ def main() -> None:
     args = parser.parse_args()
     if not DEV.is_dir():
         sys.exit(f"needs the shared photos at {DEV}")
-    service = DoppelService(
-        MemoryImageStore(),
-        HammingIndex(),
-        max_distance=10,
-        confirm_distance=16,
-        max_pixels=10**9,
-        max_concurrent_decodes=1,
-    )
+    settings = Settings(max_distance=10, confirm_distance=16, max_pixels=10**9, max_concurrent_decodes=1)
+    service = build_service(settings, store=MemoryImageStore())
     rng = random.Random(1)
-    records = service.store.add(
-        [NewImage(id=f"r{n}", dhash=rng.getrandbits(64), width=1, height=1) for n in range(args.stored)]
-    )
-    service.index.add([r.key for r in records], [r.dhash for r in records])
-    photos = [p.read_bytes() for p in sorted(DEV.iterdir()) if p.suffix != ".tsv"]
-    for data in photos:
-        service.add(data, image_id=None, metadata={})
-    modes = {"plain": SearchOptions(), "all_orientations": SearchOptions(all_orientations=True)}
-    whole: dict[str, list[float]] = {label: [] for label in modes}
-    lookup: dict[str, list[float]] = {label: [] for label in modes}
-    for _ in range(args.rounds):
+    with service.store.writing() as write:
+        write.add(
+            [NewImage(id=f"r{n}", dhash=rng.getrandbits(64), width=1, height=1) for n in range(args.stored)]
+        )
+    service.start()  # the index loads the stored hashes
+    try:
+        photos = [p.read_bytes() for p in sorted(DEV.iterdir()) if p.suffix != ".tsv"]
         for data in photos:
-            query = query_of_upload(service.hash_upload(data))
-            for label, options in modes.items():
-                start = time.perf_counter()
-                service.search(data, options=options)
-                whole[label].append(time.perf_counter() - start)
-                start = time.perf_counter()
-                service.find(query, options)
-                lookup[label].append(time.perf_counter() - start)
-    print(f"{len(service.index)} stored, {len(photos)} dev photos x {args.rounds} rounds, medians:")
+            service.ingest.add(data, image_id=None, metadata={})
+        matching = service.matching
+        modes = {"plain": SearchOptions(), "all_orientations": SearchOptions(all_orientations=True)}
+        whole: dict[str, list[float]] = {label: [] for label in modes}
+        lookup: dict[str, list[float]] = {label: [] for label in modes}
+        for _ in range(args.rounds):
+            for data in photos:
+                query = query_of_upload(matching.hasher.hash(data))
+                for label, options in modes.items():
+                    start = time.perf_counter()
+                    matching.search(data, options=options)
+                    whole[label].append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    matching.find(query, options)
+                    lookup[label].append(time.perf_counter() - start)
+        stored = service.count()
+    finally:
+        service.close()
+    print(f"{stored} stored, {len(photos)} dev photos x {args.rounds} rounds, medians:")
     for name, timings in (("decode + hash + search", whole), ("index search + confirm only", lookup)):
         plain, turned = (statistics.median(timings[label]) * 1000 for label in modes)
         print(

@@ -60,7 +60,8 @@ class Server:
         deadline = time.perf_counter() + READY_TIMEOUT_S
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.url} exited: {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                assert self.process.stderr is not None  # started with stderr=PIPE
+                raise RuntimeError(f"{self.url} exited: {self.process.stderr.read().decode()[-2000:]}")
             try:
                 if httpx.get(self.url + path, timeout=1.0).status_code == 200:
                     return time.perf_counter() - self.started
