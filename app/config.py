@@ -3,6 +3,7 @@
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,7 +64,9 @@ class Settings(BaseSettings):
         description="Images decoded at once (default: twice the cores); more wait their turn. "
         "Bounds memory: a decode can take 4 bytes a pixel (400 MB at 100 megapixels).",
     )
-    log_level: str = Field("info", description="uvicorn log level: debug, info, warning, error.")
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
+        "info", description="Log level: critical, error, warning, info, debug, trace."
+    )
     api_key: SecretStr | None = Field(
         None,
         min_length=16,

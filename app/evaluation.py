@@ -336,6 +336,7 @@ def format_report(report: Report, *, confirm_distance: int) -> str:
         kept_right = sum(c[1] is None or c[1] <= threshold for c in right)
         kept_wrong = sum(c[1] is None or c[1] <= threshold for c in wrong)
         lines.append(
-            f"- DCT distance <= {threshold:2d}: {kept_right}/{len(right)} right, {kept_wrong}/{len(wrong)} wrong"
+            f"- DCT distance <= {threshold:2d}: "
+            f"{kept_right}/{len(right)} right, {kept_wrong}/{len(wrong)} wrong"
         )
     return "\n".join(lines)

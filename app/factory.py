@@ -1,10 +1,12 @@
 """Composition root: builds the FastAPI app and, in its lifespan, the store, index and service."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
+from uvicorn.logging import DefaultFormatter
 
 from app.api.auth import ApiKeyGuard, document_api_key
 from app.api.errors import register_exception_handlers
@@ -22,6 +24,7 @@ DESCRIPTION = (
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The Doppel ASGI app. Nothing is opened until the app starts (its lifespan)."""
     settings = settings or Settings()
+    log_like_uvicorn(settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,3 +68,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(search.router)
     app.include_router(health.router)
     return app
+
+
+def log_like_uvicorn(level: str) -> None:
+    """Send Doppel's own log lines (store opened, index loaded, sync trouble) where uvicorn's go,
+    in its format, at the configured level."""
+    logger = logging.getLogger("doppel")
+    logger.setLevel(logging.DEBUG if level == "trace" else level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+        logger.addHandler(handler)

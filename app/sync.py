@@ -42,7 +42,7 @@ class Snapshots:
         usable = [
             (path, position) for path, position in found if position is not None and position <= at_most
         ]
-        return max(usable, key=lambda item: item[1], default=None)  # type: ignore[arg-type]
+        return max(usable, key=lambda item: item[1], default=None)
 
     def save(self, index: HammingIndex, position: int) -> Path:
         """Write a snapshot of `index` at `position`; older ones of this store are removed."""
@@ -176,7 +176,7 @@ class IndexSyncer:
 
     def _save_snapshot(self) -> None:
         self._saved_at = time.monotonic()
-        if self._snapshots is None or self._saved_position == self.position:
+        if self._snapshots is None or self._saved_position == self.position or self.position == 0:
             return
         try:
             self._snapshots.save(self.index, self.position)

@@ -4,6 +4,7 @@ Shared by the tests that need a real server (crashes, signals, streaming, logs, 
 bench/load.py. The timeouts here only stop a hung run; no test asserts on time.
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -21,20 +22,29 @@ STOP_TIMEOUT_S = 120.0
 class LiveServer:
     """One run of the server process; its whole output (stdout and stderr) is kept in `log`."""
 
-    def __init__(self, data_dir: Path, **settings: str) -> None:
+    def __init__(self, data_dir: Path, *, workers: int = 1, **settings: str) -> None:
+        """`python main.py` on `data_dir` with the given DOPPEL_ settings, or with `workers` > 1,
+        `uvicorn main:app --workers N` (each worker a process of its own)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOPPEL_")}
         env |= {"DOPPEL_HOST": "127.0.0.1", "DOPPEL_PORT": "0", "DOPPEL_DATA_DIR": str(data_dir)}
         env |= {f"DOPPEL_{name.upper()}": value for name, value in settings.items()}
+        command = [sys.executable, "main.py"]
+        if workers > 1:
+            command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", "0"]
+            command += ["--workers", str(workers)]
+        self._startups_expected = workers
         self.process = subprocess.Popen(
-            [sys.executable, "main.py"],
+            command,
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() ends uvicorn's workers with it
         )
         self._lines: list[str] = []
         self._port: int | None = None
+        self._startups = 0
         self._listening = threading.Event()
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
@@ -43,7 +53,7 @@ class LiveServer:
             self.process.wait()
             raise RuntimeError(f"the server did not start:\n{self.log}")
         self.port: int = self._port
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url: str = f"http://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -66,8 +76,8 @@ class LiveServer:
 
     def stop(self) -> None:
         """End the process if it still runs (SIGKILL: tests that stop it cleanly use `signal`)."""
-        if self.process.poll() is None:
-            self.process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.wait()
         assert self.process.stdout is not None
         self.process.stdout.close()
@@ -86,6 +96,8 @@ class LiveServer:
             found = _LISTENING.search(line)
             if found and self._port is None:
                 self._port = int(found.group(1))
+            self._startups += "Application startup complete." in line
+            if self._port is not None and self._startups >= self._startups_expected:
                 self._listening.set()
         self._listening.set()  # the process ended: stop waiting for it
 

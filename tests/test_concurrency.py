@@ -5,12 +5,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo, search, upload
 
 from app import hasher as hasher_module
-from app.hashing import ImageHashes
+from app.hashing import ImageHashes, hash_image_bytes
 
 
 def test_parallel_uploads_and_searches(client: TestClient) -> None:
@@ -48,8 +49,10 @@ def test_racing_replaces_and_deletes_keep_index_and_store_in_step(client: TestCl
 
     def churn(n: int) -> int:
         if n % 3 == 2:
-            return client.delete("/images/same").status_code
-        return client.put("/images/same", files={"file": ("x", photos[n % 4])}).status_code
+            response: httpx.Response = client.delete("/images/same")
+        else:
+            response = client.put("/images/same", files={"file": ("x", photos[n % 4])})
+        return response.status_code
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert set(pool.map(churn, range(120))) <= {200, 201, 204, 404}
@@ -63,7 +66,7 @@ def test_racing_replaces_and_deletes_keep_index_and_store_in_step(client: TestCl
 def test_no_more_decodes_at_once_than_the_setting(monkeypatch: pytest.MonkeyPatch, slots: int) -> None:
     running, most = 0, 0
     counting = threading.Lock()
-    real_hash = hasher_module.hash_image_bytes
+    real_hash = hash_image_bytes
 
     def slow_hash(data: bytes, *, max_pixels: int) -> ImageHashes:
         nonlocal running, most

@@ -48,5 +48,5 @@ def test_replaced_images_are_found_by_their_new_picture_after_a_restart(settings
 def test_data_folder_is_created_with_a_sqlite_file(settings: Settings) -> None:
     with TestClient(create_app(settings)) as client:
         upload(client, encode(make_photo(1)))
-    assert settings.database_path.is_file()
+    assert settings.database_path is not None and settings.database_path.is_file()
     assert settings.database_path.read_bytes()[:16] == b"SQLite format 3\x00"

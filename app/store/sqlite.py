@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -157,7 +158,7 @@ class SQLiteImageStore:
                 reader.close()
             self._readers.clear()
 
-    def _read(self, sql: str, parameters: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _read(self, sql: str, parameters: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with _unavailable(self.path):
             return self._reader().execute(sql, parameters).fetchall()
 
@@ -284,12 +285,12 @@ def _unavailable(path: Path) -> Iterator[None]:
         raise
 
 
-def _key_hash_arrays(rows: list[tuple[object, ...]]) -> tuple[np.ndarray, np.ndarray]:
+def _key_hash_arrays(rows: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray]:
     table = np.array(rows, dtype=np.int64).reshape(-1, 2)
     return table[:, 0].copy(), table[:, 1].view(np.uint64).copy()
 
 
-def _record(row: tuple[object, ...]) -> ImageRecord:
+def _record(row: tuple[Any, ...]) -> ImageRecord:
     key, image_id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata = row
     assert isinstance(key, int) and isinstance(image_id, str) and isinstance(dhash, int)
     assert isinstance(created_at, int)
