@@ -10,6 +10,7 @@ from uvicorn.logging import DefaultFormatter
 
 from app.api.auth import ApiKeyGuard, document_api_key
 from app.api.errors import register_exception_handlers
+from app.api.responses import JSONLine
 from app.api.routes import batch, health, images, search
 from app.api.uploads import FORM_OVERHEAD_BYTES, BodySizeLimit
 from app.config import Settings
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         version="1.0.0",
         lifespan=lifespan,
+        default_response_class=JSONLine,
     )
     app.state.settings = settings
     register_exception_handlers(app)

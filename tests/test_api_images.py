@@ -199,3 +199,40 @@ def test_bad_ids_are_unprocessable(client: TestClient) -> None:
 def test_unknown_route_is_a_json_404(client: TestClient) -> None:
     response = client.get("/nowhere")
     assert response.status_code == 404 and "detail" in response.json()
+
+
+def test_batch_is_an_id_like_any_other(client: TestClient) -> None:
+    """POST /images/batch is the batch route; every route of an image reaches the image 'batch'."""
+    data = encode(make_photo(1))
+    assert client.put("/images/batch", files={"file": ("x", data)}).status_code == 201
+    assert client.get("/images/batch").json()["id"] == "batch"
+    assert client.get("/images/batch/duplicates").status_code == 200
+    assert [item["id"] for item in client.get("/images").json()["items"]] == ["batch"]
+    assert client.put("/images/batch", files={"file": ("x", encode(make_photo(2)))}).status_code == 200
+    assert client.delete("/images/batch").status_code == 204
+    assert client.get("/images/batch").status_code == 404
+    assert upload(client, data, "batch").status_code == 201  # POST /images with the id in the form
+
+
+def test_every_json_answer_ends_with_a_newline(client: TestClient, tmp_path: Path) -> None:
+    """So that a shell prompt after curl starts on its own line."""
+    answers = [
+        client.get("/health"),
+        client.get("/health/ready"),
+        upload(client, encode(make_photo(1)), "a"),
+        client.get("/images/a"),
+        client.get("/images/missing"),  # a domain error
+        client.get("/images", params={"limit": 0}),  # a validation error
+        client.patch("/images/a"),  # 405
+        client.get("/nowhere"),  # 404 of the router
+        client.post("/images", content=b"x" * 10, headers={"content-type": "text/plain"}),
+    ]
+    with TestClient(create_app(Settings(data_dir=tmp_path / "k", api_key="k" * 16, max_upload_bytes=10))) as keyed:
+        answers.append(keyed.get("/images"))  # 401 from the key guard
+        big = b"x" * 1_000_000
+        answers.append(keyed.post("/images", content=big, headers={"x-api-key": "k" * 16}))  # 413, body limit
+    statuses = [answer.status_code for answer in answers]
+    assert statuses == [200, 200, 201, 200, 404, 422, 405, 404, 422, 401, 413]
+    for answer in answers:
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.content.endswith(b"}\n") and answer.content.count(b"\n") == 1, answer.content

@@ -10,10 +10,10 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.errors import ERROR_MEANING
+from app.api.responses import JSONLine
 from app.api.schemas import ErrorOut
 
 _HOW_TO_SEND = "send Authorization: Bearer KEY or X-API-Key: KEY"
@@ -52,7 +52,7 @@ class ApiKeyGuard:
             await self.app(scope, receive, send)
             return
         detail = "the API key is wrong" if offered else f"an API key is required: {_HOW_TO_SEND}"
-        response = JSONResponse({"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        response = JSONLine({"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
 
 

@@ -4,12 +4,13 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from app import errors
+from app.api.responses import JSONLine
 from app.api.schemas import ErrorOut, MatchOut
 
 logger = logging.getLogger("doppel")
@@ -71,28 +72,33 @@ def batch_detail(exc: errors.BatchRejected) -> list[dict[str, object]]:
 
 
 def register_exception_handlers(app: FastAPI) -> None:
-    async def domain_error(request: Request, exc: Exception) -> JSONResponse:
+    async def domain_error(request: Request, exc: Exception) -> JSONLine:
         assert isinstance(exc, errors.DoppelError)
         if isinstance(exc, errors.BatchRejected):
-            return JSONResponse({"detail": batch_detail(exc)}, status_code=batch_status(exc))
+            return JSONLine({"detail": batch_detail(exc)}, status_code=batch_status(exc))
         body: dict[str, object] = {"detail": exc.detail}
         if isinstance(exc, errors.DuplicateImage):
             body["matches"] = [MatchOut.of(m).model_dump(mode="json") for m in exc.matches]
-        return JSONResponse(body, status_code=status_of(exc))
+        return JSONLine(body, status_code=status_of(exc))
 
-    async def http_error(request: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> JSONLine:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 405:
             # The router names only the first route that matched the path; HTTP wants every method.
             exc.headers = {"Allow": ", ".join(allowed_methods(app, request))}
-        return await http_exception_handler(request, exc)
+        return JSONLine({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    async def invalid_request(request: Request, exc: Exception) -> JSONLine:
+        assert isinstance(exc, RequestValidationError)
+        return JSONLine({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+
+    async def unexpected_error(request: Request, exc: Exception) -> JSONLine:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        return JSONLine({"detail": "internal error"}, status_code=500)
 
     app.add_exception_handler(errors.DoppelError, domain_error)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(Exception, unexpected_error)
 
 

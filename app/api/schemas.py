@@ -10,9 +10,13 @@ from app.models import ImageRecord, Match, Orientation, Page
 
 class ImageOut(BaseModel):
     id: str = Field(description="The client's id for the image.")
-    hash: str = Field(description="dHash as 16 hex digits, as `str(imagehash.dhash(img))`.")
+    hash: str = Field(
+        description="dHash as 16 hex digits, in the form of `str(imagehash.dhash(img))`: within 3 bits "
+        "of it, identical for most images."
+    )
     vertical_hash: str | None = Field(
-        description="Vertical dHash, `str(imagehash.dhash_vertical(img))`; null for hash-only records."
+        description="Vertical dHash, in the form of `str(imagehash.dhash_vertical(img))`; "
+        "null for hash-only records."
     )
     dct_hash: str | None = Field(
         description="DCT hash: signs of the 8x8 lowest DCT frequencies of the 32x32 grey image; "

@@ -1,10 +1,10 @@
 """Upload size limits: the request body is capped while it streams in, the file after parsing."""
 
 from fastapi import UploadFile
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.responses import JSONLine
 from app.validation import check_file_size
 
 # Room for the multipart framing and the small form fields (id, metadata) around the file.
@@ -38,7 +38,7 @@ class BodySizeLimit:
         detail = f"the request body is over the limit of {max_bytes} bytes"
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > max_bytes:
-            await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+            await JSONLine({"detail": detail}, status_code=413)(scope, receive, send)
             return
         received = 0
 

@@ -2,9 +2,9 @@
 no lock, no I/O."""
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from app.api.deps import ServiceDep, SettingsDep
+from app.api.responses import JSONLine
 from app.api.schemas import HealthOut, ReadyOut
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -27,7 +27,7 @@ async def live(service: ServiceDep) -> HealthOut:
     response_model=ReadyOut,
     responses={503: {"model": ReadyOut, "description": "The index is not loaded, or lags the store."}},
 )
-async def ready(service: ServiceDep, settings: SettingsDep) -> JSONResponse:
+async def ready(service: ServiceDep, settings: SettingsDep) -> JSONLine:
     """Whether this replica should get traffic: 503 until its index is loaded, and while it lags
     the store by more than DOPPEL_MAX_LAG_MS (the store is away, or the index cannot keep up)."""
     status = service.syncer.status()
@@ -39,4 +39,4 @@ async def ready(service: ServiceDep, settings: SettingsDep) -> JSONResponse:
         lag_ms=None if status.lag_ms is None else round(status.lag_ms),
         max_lag_ms=settings.max_lag_ms,
     )
-    return JSONResponse(body.model_dump(), status_code=200 if is_ready else 503)
+    return JSONLine(body.model_dump(), status_code=200 if is_ready else 503)
