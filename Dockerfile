@@ -20,5 +20,6 @@ USER doppel
 
 VOLUME ["/data"]
 EXPOSE 8000
-# One process: the index lives in memory, so several workers would each hold their own copy.
+# Each process keeps its index in step with the store's change log, so several workers or
+# replicas (DOPPEL_DATABASE_URL=postgresql://...) are fine; see README, "Running several replicas".
 CMD ["python", "main.py"]

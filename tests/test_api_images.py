@@ -8,6 +8,7 @@ import imagehash
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo, upload
 from PIL import Image
+from pydantic import SecretStr
 
 from app.config import Settings
 from app.factory import create_app
@@ -227,7 +228,9 @@ def test_every_json_answer_ends_with_a_newline(client: TestClient, tmp_path: Pat
         client.get("/nowhere"),  # 404 of the router
         client.post("/images", content=b"x" * 10, headers={"content-type": "text/plain"}),
     ]
-    with TestClient(create_app(Settings(data_dir=tmp_path / "k", api_key="k" * 16, max_upload_bytes=10))) as keyed:
+    with TestClient(
+        create_app(Settings(data_dir=tmp_path / "k", api_key=SecretStr("k" * 16), max_upload_bytes=10))
+    ) as keyed:
         answers.append(keyed.get("/images"))  # 401 from the key guard
         big = b"x" * 1_000_000
         answers.append(keyed.post("/images", content=big, headers={"x-api-key": "k" * 16}))  # 413, body limit

@@ -5,7 +5,6 @@ import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,7 +16,8 @@ from psycopg_pool import ConnectionPool
 
 from app.errors import ImageExists, StoreUnavailable
 from app.models import ImageRecord, NewImage
-from app.store.base import Changes, Wake, format_time, refuse_repeated_ids
+from app.store.base import Changes, Wake, refuse_repeated_ids
+from app.store.columns import COLUMNS, now_micros, record_of_new, record_of_row, row_of
 
 _Connection = psycopg.Connection[TupleRow]
 
@@ -45,8 +45,7 @@ _SCHEMA = [
     """,
     "CREATE TABLE IF NOT EXISTS tombstones (position BIGINT PRIMARY KEY, key BIGINT NOT NULL)",
 ]
-_COLUMNS = "key, id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata"
-_COPY_IN = f"COPY images ({_COLUMNS}) FROM STDIN"
+_COPY_IN = f"COPY images ({COLUMNS}) FROM STDIN"
 # Keys and dHashes of a stretch of keys as two big-endian int8 arrays, one row for the whole batch:
 # about 2.5 times the rows per second of fetching one row per image.
 _KEYS_AND_HASHES = (
@@ -59,8 +58,6 @@ CONNECT_TIMEOUT_S = 5  # how long a request waits for a connection before it is 
 LOCK_TIMEOUT_MS = 30_000  # how long a writer waits for another process's write block (as SQLite's)
 POOL_SIZE = 10
 _RECONNECT_DELAY_S = 0.5
-_I64 = 1 << 63
-_U64 = 1 << 64
 
 
 class PostgresImageStore:
@@ -136,7 +133,7 @@ class PostgresImageStore:
 
     def get(self, image_id: str) -> ImageRecord | None:
         with self._connection() as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM images WHERE id = %s", (image_id,)).fetchone()
+            row = conn.execute(f"SELECT {COLUMNS} FROM images WHERE id = %s", (image_id,)).fetchone()
         return None if row is None else _record(row)
 
     def get_by_keys(self, keys: list[int]) -> dict[int, ImageRecord]:
@@ -144,14 +141,14 @@ class PostgresImageStore:
             return {}
         with self._connection() as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM images WHERE key = ANY(%s::bigint[])", (keys,)
+                f"SELECT {COLUMNS} FROM images WHERE key = ANY(%s::bigint[])", (keys,)
             ).fetchall()
         return {row[0]: _record(row) for row in rows}
 
     def page(self, *, limit: int, after: str | None) -> list[ImageRecord]:
         with self._connection() as conn:
             rows = conn.execute(
-                f'SELECT {_COLUMNS} FROM images WHERE id > %s COLLATE "C" ORDER BY id COLLATE "C" LIMIT %s',
+                f'SELECT {COLUMNS} FROM images WHERE id > %s COLLATE "C" ORDER BY id COLLATE "C" LIMIT %s',
                 ("" if after is None else after, limit),
             ).fetchall()
         return [_record(row) for row in rows]
@@ -231,7 +228,7 @@ class _PostgresWrite:
 
     def delete(self, image_id: str) -> ImageRecord | None:
         row = self._conn.execute(
-            f"DELETE FROM images WHERE id = %s RETURNING {_COLUMNS}", (image_id,)
+            f"DELETE FROM images WHERE id = %s RETURNING {COLUMNS}", (image_id,)
         ).fetchone()
         if row is None:
             return None
@@ -246,42 +243,16 @@ class _PostgresWrite:
         return [i for i in ids if i in taken]
 
     def _insert(self, images: list[NewImage]) -> list[ImageRecord]:
-        created_at = _now_micros()
+        created_at = now_micros()
         first_key = self.position + 1
         # COPY: a batch of 10,000 rows in a quarter of executemany's time, and the lock is held meanwhile.
         with self._conn.cursor() as cursor, cursor.copy(_COPY_IN) as copy:
             for n, image in enumerate(images):
                 copy.write_row(
-                    (
-                        first_key + n,
-                        image.id,
-                        _to_signed(image.dhash),
-                        _to_signed_or_none(image.dhash_vertical),
-                        _to_signed_or_none(image.dct_hash),
-                        bytes.fromhex(image.sha256) if image.sha256 else None,
-                        image.width,
-                        image.height,
-                        created_at,
-                        Json(image.metadata) if image.metadata else None,
-                    )
+                    row_of(first_key + n, image, created_at, Json(image.metadata) if image.metadata else None)
                 )
         self.position += len(images)
-        created = _format_micros(created_at)
-        return [
-            ImageRecord(
-                key=first_key + n,
-                id=image.id,
-                dhash=image.dhash,
-                width=image.width,
-                height=image.height,
-                created_at=created,
-                metadata=dict(image.metadata),
-                dhash_vertical=image.dhash_vertical,
-                dct_hash=image.dct_hash,
-                sha256=image.sha256,
-            )
-            for n, image in enumerate(images)
-        ]
+        return [record_of_new(first_key + n, image, created_at) for n, image in enumerate(images)]
 
 
 @contextmanager
@@ -353,35 +324,5 @@ def _without_password(url: str) -> str:
 
 
 def _record(row: tuple[Any, ...]) -> ImageRecord:
-    key, image_id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata = row
-    return ImageRecord(
-        key=key,
-        id=image_id,
-        dhash=dhash % _U64,
-        width=width,
-        height=height,
-        created_at=_format_micros(created_at),
-        metadata=metadata if metadata is not None else {},
-        dhash_vertical=None if dhash_vertical is None else dhash_vertical % _U64,
-        dct_hash=None if dct_hash is None else dct_hash % _U64,
-        sha256=sha256.hex() if sha256 else None,
-    )
-
-
-def _to_signed(value: int) -> int:
-    return value - _U64 if value >= _I64 else value
-
-
-def _to_signed_or_none(value: int | None) -> int | None:
-    return None if value is None else _to_signed(value)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _now_micros() -> int:
-    return (datetime.now(UTC) - _EPOCH) // timedelta(microseconds=1)
-
-
-def _format_micros(micros: int) -> str:
-    return format_time(_EPOCH + timedelta(microseconds=micros))
+    metadata = row[-1]
+    return record_of_row(row, metadata if metadata is not None else {})

@@ -7,15 +7,15 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from app.errors import ImageExists, StoreUnavailable
-from app.models import ImageRecord, NewImage
-from app.store.base import Changes, Wake, format_time, refuse_repeated_ids
+from app.models import ImageRecord, Metadata, NewImage
+from app.store.base import Changes, Wake, refuse_repeated_ids
+from app.store.columns import COLUMNS, now_micros, record_of_new, record_of_row, row_of
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -41,12 +41,9 @@ CREATE TABLE IF NOT EXISTS tombstones (
     key INTEGER NOT NULL
 );
 """
-_COLUMNS = "key, id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata"
-_INSERT = f"INSERT INTO images ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT = f"INSERT INTO images ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # How long a writer waits for another process's write transaction before giving up (503).
 BUSY_TIMEOUT_MS = 30_000
-_I64 = 1 << 63
-_U64 = 1 << 64
 
 
 class SQLiteImageStore:
@@ -122,21 +119,21 @@ class SQLiteImageStore:
             last_key = int(keys[-1])
 
     def get(self, image_id: str) -> ImageRecord | None:
-        rows = self._read(f"SELECT {_COLUMNS} FROM images WHERE id = ?", (image_id,))
+        rows = self._read(f"SELECT {COLUMNS} FROM images WHERE id = ?", (image_id,))
         return _record(rows[0]) if rows else None
 
     def get_by_keys(self, keys: list[int]) -> dict[int, ImageRecord]:
         if not keys:
             return {}
         rows = self._read(
-            f"SELECT {_COLUMNS} FROM images WHERE key IN (SELECT value FROM json_each(?))",
+            f"SELECT {COLUMNS} FROM images WHERE key IN (SELECT value FROM json_each(?))",
             (json.dumps(keys),),
         )
         return {row[0]: _record(row) for row in rows}
 
     def page(self, *, limit: int, after: str | None) -> list[ImageRecord]:
         rows = self._read(
-            f"SELECT {_COLUMNS} FROM images WHERE id > ? ORDER BY id LIMIT ?",
+            f"SELECT {COLUMNS} FROM images WHERE id > ? ORDER BY id LIMIT ?",
             ("" if after is None else after, limit),
         )
         return [_record(row) for row in rows]
@@ -192,7 +189,7 @@ class _SQLiteWrite:
         return self._insert([image])[0], old
 
     def delete(self, image_id: str) -> ImageRecord | None:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM images WHERE id = ?", (image_id,)).fetchone()
+        row = self._db.execute(f"SELECT {COLUMNS} FROM images WHERE id = ?", (image_id,)).fetchone()
         if row is None:
             return None
         old = _record(row)
@@ -211,43 +208,17 @@ class _SQLiteWrite:
     def _insert(self, images: list[NewImage]) -> list[ImageRecord]:
         # One executemany with the keys assigned here: a batch of 10,000 rows is one statement,
         # not 10,000 round trips through the sqlite3 module.
-        created_at = _now_micros()
+        created_at = now_micros()
         first_key = self.position + 1
         self.position += len(images)
         self._db.executemany(
             _INSERT,
             [
-                (
-                    first_key + n,
-                    image.id,
-                    _to_signed(image.dhash),
-                    _to_signed_or_none(image.dhash_vertical),
-                    _to_signed_or_none(image.dct_hash),
-                    bytes.fromhex(image.sha256) if image.sha256 else None,
-                    image.width,
-                    image.height,
-                    created_at,
-                    json.dumps(image.metadata, separators=(",", ":")) if image.metadata else None,
-                )
+                row_of(first_key + n, image, created_at, _metadata_text(image.metadata))
                 for n, image in enumerate(images)
             ],
         )
-        created = _format_micros(created_at)
-        return [
-            ImageRecord(
-                key=first_key + n,
-                id=image.id,
-                dhash=image.dhash,
-                width=image.width,
-                height=image.height,
-                created_at=created,
-                metadata=dict(image.metadata),
-                dhash_vertical=image.dhash_vertical,
-                dct_hash=image.dct_hash,
-                sha256=image.sha256,
-            )
-            for n, image in enumerate(images)
-        ]
+        return [record_of_new(first_key + n, image, created_at) for n, image in enumerate(images)]
 
 
 class _Transaction:
@@ -291,37 +262,9 @@ def _key_hash_arrays(rows: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarra
 
 
 def _record(row: tuple[Any, ...]) -> ImageRecord:
-    key, image_id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata = row
-    assert isinstance(key, int) and isinstance(image_id, str) and isinstance(dhash, int)
-    assert isinstance(created_at, int)
-    return ImageRecord(
-        key=key,
-        id=image_id,
-        dhash=dhash % _U64,
-        width=width if isinstance(width, int) else None,
-        height=height if isinstance(height, int) else None,
-        created_at=_format_micros(created_at),
-        metadata=json.loads(metadata) if isinstance(metadata, str) else {},
-        dhash_vertical=dhash_vertical % _U64 if isinstance(dhash_vertical, int) else None,
-        dct_hash=dct_hash % _U64 if isinstance(dct_hash, int) else None,
-        sha256=sha256.hex() if isinstance(sha256, bytes) and sha256 else None,
-    )
+    metadata = row[-1]
+    return record_of_row(row, json.loads(metadata) if metadata else {})
 
 
-def _to_signed(value: int) -> int:
-    return value - _U64 if value >= _I64 else value
-
-
-def _to_signed_or_none(value: int | None) -> int | None:
-    return None if value is None else _to_signed(value)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _now_micros() -> int:
-    return (datetime.now(UTC) - _EPOCH) // timedelta(microseconds=1)
-
-
-def _format_micros(micros: int) -> str:
-    return format_time(_EPOCH + timedelta(microseconds=micros))
+def _metadata_text(metadata: Metadata) -> str | None:
+    return json.dumps(metadata, separators=(",", ":")) if metadata else None

@@ -1,0 +1,74 @@
+"""How the SQL stores put a record in columns and read it back: 64-bit hashes as signed 64-bit
+integers, times as microseconds since the Unix epoch (UTC), the SHA-256 as bytes."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.models import ImageRecord, Metadata, NewImage
+from app.store.base import format_time
+
+COLUMNS = "key, id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata"
+_I64 = 1 << 63
+_U64 = 1 << 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def row_of(key: int, image: NewImage, created_at: int, metadata: object) -> tuple[Any, ...]:
+    """The values of COLUMNS for `image` stored under `key`; `metadata` as the store writes it."""
+    return (
+        key,
+        image.id,
+        _signed(image.dhash),
+        None if image.dhash_vertical is None else _signed(image.dhash_vertical),
+        None if image.dct_hash is None else _signed(image.dct_hash),
+        bytes.fromhex(image.sha256) if image.sha256 else None,
+        image.width,
+        image.height,
+        created_at,
+        metadata,
+    )
+
+
+def record_of_new(key: int, image: NewImage, created_at: int) -> ImageRecord:
+    """The record `image` becomes once stored under `key` at `created_at`."""
+    return ImageRecord(
+        key=key,
+        id=image.id,
+        dhash=image.dhash,
+        width=image.width,
+        height=image.height,
+        created_at=format_micros(created_at),
+        metadata=dict(image.metadata),
+        dhash_vertical=image.dhash_vertical,
+        dct_hash=image.dct_hash,
+        sha256=image.sha256,
+    )
+
+
+def record_of_row(row: tuple[Any, ...], metadata: Metadata) -> ImageRecord:
+    """The record in a row of COLUMNS; `metadata` is its last column, decoded by the store."""
+    key, image_id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, _ = row
+    return ImageRecord(
+        key=key,
+        id=image_id,
+        dhash=dhash % _U64,
+        width=width,
+        height=height,
+        created_at=format_micros(created_at),
+        metadata=metadata,
+        dhash_vertical=None if dhash_vertical is None else dhash_vertical % _U64,
+        dct_hash=None if dct_hash is None else dct_hash % _U64,
+        sha256=bytes(sha256).hex() if sha256 else None,
+    )
+
+
+def now_micros() -> int:
+    return (datetime.now(UTC) - _EPOCH) // timedelta(microseconds=1)
+
+
+def format_micros(micros: int) -> str:
+    return format_time(_EPOCH + timedelta(microseconds=micros))
+
+
+def _signed(value: int) -> int:
+    return value - _U64 if value >= _I64 else value
