@@ -162,6 +162,7 @@ class Ingest:
         return results
 
     def delete(self, image_id: str) -> None:
+        image_id = check_image_id(image_id)
         with self.store.writing() as write:
             record = write.delete(image_id)
         if record is None:

@@ -10,6 +10,7 @@ from app.index import HammingIndex
 from app.models import ImageRecord, Match, Orientation
 from app.orientation import variants_of_hashes, variants_of_image
 from app.store import ImageStore
+from app.validation import check_image_id
 
 RESOLVE_CHUNK = 256
 ORIGINAL = Orientation.ORIGINAL
@@ -68,7 +69,7 @@ class Matching:
 
     def duplicates_of(self, image_id: str, *, options: SearchOptions) -> tuple[ImageRecord, list[Match]]:
         """A stored image and the other stored images that match it."""
-        record = self.store.get(image_id)
+        record = self.store.get(check_image_id(image_id))
         if record is None:
             raise ImageNotFound(image_id)
         query = Query(

@@ -12,6 +12,7 @@ from app.matching import Matching
 from app.models import ImageRecord, Page
 from app.store import ImageStore, open_store
 from app.sync import IndexSyncer, Snapshots
+from app.validation import check_image_id
 
 logger = logging.getLogger("doppel")
 
@@ -42,7 +43,7 @@ class DoppelService:
             self.store.close()
 
     def get(self, image_id: str) -> ImageRecord:
-        record = self.store.get(image_id)
+        record = self.store.get(check_image_id(image_id))
         if record is None:
             raise ImageNotFound(image_id)
         return record

@@ -14,6 +14,8 @@ MAX_METADATA_BYTES = 16 * 1024
 # Deeper metadata cannot be written back as JSON (the response serialiser stops near 255 levels),
 # and no real metadata needs more.
 MAX_METADATA_DEPTH = 32
+# Control, surrogate, format (zero-width, direction overrides, BOM) and line/paragraph separators.
+_REFUSED_CATEGORIES = {"Cc", "Cs", "Cf", "Zl", "Zp"}
 
 
 def check_file_size(data: bytes, max_bytes: int) -> bytes:
@@ -29,11 +31,19 @@ def new_image_id() -> str:
 
 
 def check_image_id(image_id: str) -> str:
-    """An id is 1-256 characters, with no '/' (it is part of URLs) and no control characters."""
+    """The id in Unicode NFC, so that two ids that look the same are the same id. It has 1-256
+    characters, no '/' (it is part of URLs), no control, format or separator characters (no
+    zero-width space, direction override or byte-order mark), no replacement character (what
+    invalid UTF-8 in a URL decodes to), no space at either end, and is not '.' or '..'."""
+    image_id = unicodedata.normalize("NFC", image_id)
     if not 1 <= len(image_id) <= MAX_ID_CHARS:
         raise InvalidInput(f"id must be 1 to {MAX_ID_CHARS} characters, got {len(image_id)}")
-    if "/" in image_id or any(unicodedata.category(c) in ("Cc", "Cs") for c in image_id):
-        raise InvalidInput("id must not contain '/' or control characters")
+    if "/" in image_id or any(unicodedata.category(c) in _REFUSED_CATEGORIES for c in image_id):
+        raise InvalidInput("id must not contain '/', or control, format or separator characters")
+    if "\ufffd" in image_id:
+        raise InvalidInput("id must be valid UTF-8 (it holds U+FFFD, what invalid UTF-8 in a URL decodes to)")
+    if image_id != image_id.strip():
+        raise InvalidInput("id must not start or end with a space")
     if image_id in (".", ".."):
         raise InvalidInput("id must not be '.' or '..' (clients drop them from URLs)")
     return image_id

@@ -7,9 +7,12 @@ from fastapi import Depends, File, Form, Path, Query, UploadFile
 from app.matching import SearchOptions
 from app.validation import MAX_ID_CHARS
 
-# The id rule of app.validation.check_image_id, stated in the OpenAPI schema for clients. It is
-# only documentation (json_schema_extra): the check itself, and its error message, stay there.
-ID_SCHEMA = {"minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"^[^/\u0000-\u001f\u007f-\u009f]+$"}
+# Documentation only (json_schema_extra): app.validation.check_image_id holds the rule.
+ID_SCHEMA = {"minLength": 1, "maxLength": MAX_ID_CHARS}
+ID_RULE = (
+    "1-256 characters, taken in Unicode NFC; no '/', no control, format or separator characters, "
+    "no space at either end, not '.' or '..'"
+)
 HASH_SCHEMA = {"pattern": "^[0-9a-fA-F]{16}$"}
 
 FileField = Annotated[
@@ -19,14 +22,11 @@ IdField = Annotated[
     str | None,
     Form(
         alias="id",
-        description="Your id for the image: 1-256 characters, no '/' and no control characters; "
-        "generated when absent.",
+        description=f"Your id for the image: {ID_RULE}; generated when absent.",
         json_schema_extra=ID_SCHEMA,
     ),
 ]
-NewIdPath = Annotated[
-    str, Path(description="1-256 characters, no '/' and no control characters.", json_schema_extra=ID_SCHEMA)
-]
+NewIdPath = Annotated[str, Path(description=f"The image's id: {ID_RULE}.", json_schema_extra=ID_SCHEMA)]
 MetadataField = Annotated[
     str | None, Form(description="A JSON object of at most 16 KiB and 32 levels, returned with the image.")
 ]
