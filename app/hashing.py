@@ -20,7 +20,6 @@ import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
-from app.exif import ORIENTATION_TAG, UPRIGHT, orientation_in_exif
 from app.jpeg_dc import dc_scans_only
 from app.resample import TALL, WIDE, lanczos_grids
 from app.scratch import SCRATCH
@@ -55,7 +54,8 @@ _ORIENTATION_TRANSPOSE = {  # as ImageOps.exif_transpose
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_XMP_KEYS = {"xmp", "XML:com.adobe.xmp"}  # where Pillow finds XMP (Image.getexif)
+ORIENTATION_TAG = 0x0112
+UPRIGHT = 1
 _HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 if not hasattr(Image.new("L", (1, 1)).im, "convert_into"):  # write_grey's; Pillow-internal
     raise ImportError("Doppel needs Pillow's ImagingCore.convert_into: install requirements.txt's Pillow")
@@ -368,12 +368,6 @@ def orientation_to_apply(image: Image.Image) -> int:
     """The EXIF (or XMP) orientation still to apply to a loaded image, 1-8: 1 (upright) when
     absent or unreadable. (Pillow's TIFF reader turns the pixels itself while loading, opens with
     the size as displayed, and then drops the tag.)"""
-    block = image.info.get("exif")
-    if isinstance(block, bytes):
-        found = orientation_in_exif(block)
-        # Without the tag in EXIF, Pillow reads XMP's: left to it.
-        if found is not None and not (found == UPRIGHT and _XMP_KEYS & image.info.keys()):
-            return found
     try:
         return int(image.getexif().get(ORIENTATION_TAG, UPRIGHT))
     except Exception:  # a damaged EXIF block must not refuse an image that decodes
