@@ -18,6 +18,28 @@ MAX_METADATA_DEPTH = 32
 _REFUSED_CATEGORIES = {"Cc", "Cs", "Cf", "Zl", "Zp"}
 
 
+def _character_class(refused: set[str], extra: str) -> str:
+    """A regex class body naming every code point of the Basic Multilingual Plane in the `refused`
+    categories or in `extra`, as \\u escapes: the schema's regex dialect (ECMA-262) has no escape
+    for the planes above, where check_image_id also refuses some hundred format characters."""
+    ranges: list[list[int]] = []
+    for code in range(0x10000):
+        if unicodedata.category(chr(code)) in refused or chr(code) in extra:
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
+    return "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
+
+
+# Without the surrogates: no UTF-8 text holds one, and the schema's regex engines refuse them.
+_R = _character_class(_REFUSED_CATEGORIES - {"Cs"}, "/\ufffd")
+# check_image_id's rule as a pattern, for the API schema (tests/test_validation.py holds the two
+# equal): one allowed character that is not a space or '.', or several with no space at either end
+# that are not '..'.
+ID_PATTERN = rf"^(?:[^\s.{_R}]|[^\s.{_R}][^{_R}]*[^\s{_R}]|\.[^{_R}]*[^\s.{_R}]|\.[^{_R}]+[^\s{_R}])$"
+
+
 def check_file_size(data: bytes, max_bytes: int) -> bytes:
     """An uploaded file of at most `max_bytes`; ImageTooLarge otherwise."""
     if len(data) > max_bytes:

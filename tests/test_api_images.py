@@ -239,3 +239,9 @@ def test_every_json_answer_ends_with_a_newline(client: TestClient, tmp_path: Pat
     for answer in answers:
         assert answer.headers["content-type"] == "application/json"
         assert answer.content.endswith(b"}\n") and answer.content.count(b"\n") == 1, answer.content
+
+
+def test_health_answers_head_for_probes(client: TestClient) -> None:
+    for path in ("/health", "/health/live", "/health/ready"):
+        response = client.head(path)
+        assert (response.status_code, response.content) == (200, b""), path

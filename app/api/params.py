@@ -5,10 +5,10 @@ from typing import Annotated
 from fastapi import Depends, File, Form, Path, Query, UploadFile
 
 from app.matching import SearchOptions
-from app.validation import MAX_ID_CHARS
+from app.validation import ID_PATTERN, MAX_ID_CHARS
 
 # Documentation only (json_schema_extra): app.validation.check_image_id holds the rule.
-ID_SCHEMA = {"minLength": 1, "maxLength": MAX_ID_CHARS}
+ID_SCHEMA = {"minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": ID_PATTERN}
 ID_RULE = (
     "1-256 characters, taken in Unicode NFC; no '/', no control, format or separator characters, "
     "no space at either end, not '.' or '..'"
@@ -26,7 +26,7 @@ IdField = Annotated[
         json_schema_extra=ID_SCHEMA,
     ),
 ]
-NewIdPath = Annotated[str, Path(description=f"The image's id: {ID_RULE}.", json_schema_extra=ID_SCHEMA)]
+IdPath = Annotated[str, Path(description=f"The image's id: {ID_RULE}.", json_schema_extra=ID_SCHEMA)]
 MetadataField = Annotated[
     str | None, Form(description="A JSON object of at most 16 KiB and 32 levels, returned with the image.")
 ]

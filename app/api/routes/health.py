@@ -1,5 +1,5 @@
-"""/health: liveness, readiness and the number of indexed images. Answered on the event loop:
-no lock, no I/O."""
+"""/health: liveness, readiness and the number of indexed images, for GET and for probes that
+send HEAD. Answered on the event loop: no lock, no I/O."""
 
 from fastapi import APIRouter
 
@@ -10,18 +10,21 @@ from app.api.schemas import HealthOut, ReadyOut
 router = APIRouter(prefix="/health", tags=["health"])
 
 
+@router.head("", include_in_schema=False)
 @router.get("", response_model=HealthOut)
 async def health(service: ServiceDep) -> HealthOut:
     """`ok` and the number of images in this replica's index."""
     return HealthOut(status="ok", images=service.count())
 
 
+@router.head("/live", include_in_schema=False)
 @router.get("/live", response_model=HealthOut)
 async def live(service: ServiceDep) -> HealthOut:
     """The process runs (200 as long as it answers): for restarts, not for routing."""
     return HealthOut(status="ok", images=service.count())
 
 
+@router.head("/ready", include_in_schema=False)
 @router.get(
     "/ready",
     response_model=ReadyOut,

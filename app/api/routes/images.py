@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import ServiceDep, SettingsDep
 from app.api.errors import UPLOAD_ERRORS, error_responses
-from app.api.params import FileField, IdField, MetadataField, NewIdPath, SearchOptionsDep
+from app.api.params import FileField, IdField, IdPath, MetadataField, SearchOptionsDep
 from app.api.schemas import DuplicateOut, DuplicatesOut, ImageCreated, ImageOut, PageOut, matches_out
 from app.api.uploads import read_upload
 from app.hashing import hash_hex
@@ -67,7 +67,7 @@ async def add_image(
     },
 )
 async def put_image(
-    image_id: NewIdPath,
+    image_id: IdPath,
     service: ServiceDep,
     settings: SettingsDep,
     response: Response,
@@ -97,21 +97,21 @@ async def list_images(
     return PageOut.of(await run_in_threadpool(service.page, limit=limit, after=after))
 
 
-@router.get("/{image_id}", response_model=ImageOut, responses=error_responses(404))
-async def get_image(image_id: str, service: ServiceDep) -> ImageOut:
+@router.get("/{image_id}", response_model=ImageOut, responses=error_responses(404, 422))
+async def get_image(image_id: IdPath, service: ServiceDep) -> ImageOut:
     """One stored image."""
     return ImageOut.of(await run_in_threadpool(service.get, image_id))
 
 
-@router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
-async def delete_image(image_id: str, service: ServiceDep) -> Response:
+@router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 422))
+async def delete_image(image_id: IdPath, service: ServiceDep) -> Response:
     """Delete an image; it never appears in results again."""
     await run_in_threadpool(service.ingest.delete, image_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{image_id}/duplicates", response_model=DuplicatesOut, responses=error_responses(404, 422))
-async def image_duplicates(image_id: str, service: ServiceDep, options: SearchOptionsDep) -> DuplicatesOut:
+async def image_duplicates(image_id: IdPath, service: ServiceDep, options: SearchOptionsDep) -> DuplicatesOut:
     """The stored images that match a stored one, itself left out."""
     record, matches = await run_in_threadpool(service.matching.duplicates_of, image_id, options=options)
     return DuplicatesOut(id=record.id, hash=hash_hex(record.dhash), matches=matches_out(matches))
