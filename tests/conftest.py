@@ -13,8 +13,18 @@ from app.config import Settings
 from app.factory import create_app
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings on a temporary data folder, once with the SQLite store and once with PostgreSQL."""
+    if request.param == "sqlite":
+        return Settings(data_dir=tmp_path / "data")
+    url: str = request.getfixturevalue("postgres_url")
+    return Settings(data_dir=tmp_path / "data", database_url=url)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def sqlite_settings(tmp_path: Path) -> Settings:
+    """Settings of the default store, a SQLite file in a temporary data folder."""
     return Settings(data_dir=tmp_path / "data")
 
 

@@ -14,7 +14,7 @@ from app.config import Settings
 from app.factory import create_app
 from app.hashing import hash_hex
 from app.models import NewImage
-from app.store import SQLiteImageStore
+from app.store import open_store
 
 T = Image.Transpose
 
@@ -22,7 +22,7 @@ T = Image.Transpose
 @pytest.fixture
 def lookalikes(settings: Settings) -> Iterator[TestClient]:
     """Two stored records with the dHash 0: one whose DCT hash agrees with the query's, one far."""
-    store = SQLiteImageStore(settings.data_dir / "doppel.sqlite3")
+    store = open_store(settings)
     with store.writing() as write:
         write.add(
             [

@@ -11,14 +11,14 @@ from app.config import Settings
 from app.factory import create_app
 from app.hashing import parse_hash_hex
 from app.models import NewImage
-from app.store import SQLiteImageStore
+from app.store import open_store
 
 
 @pytest.fixture
 def stored(settings: Settings) -> Iterator[TestClient]:
     """A service started on a store holding hashes at known distances from the hash 0."""
     hashes = {"zero": 0, "three-b": 0b111, "three-a": 0b111 << 20, "ten": (1 << 10) - 1, "far": (1 << 40) - 1}
-    store = SQLiteImageStore(settings.data_dir / "doppel.sqlite3")
+    store = open_store(settings)
     with store.writing() as write:
         write.add([NewImage(id=k, dhash=v, width=1, height=1) for k, v in hashes.items()])
     store.close()

@@ -45,7 +45,8 @@ def test_replaced_images_are_found_by_their_new_picture_after_a_restart(settings
         assert [m["id"] for m in search(second, encode(new)).json()["matches"]] == ["x"]
 
 
-def test_data_folder_is_created_with_a_sqlite_file(settings: Settings) -> None:
+def test_data_folder_is_created_with_a_sqlite_file(sqlite_settings: Settings) -> None:
+    settings = sqlite_settings
     with TestClient(create_app(settings)) as client:
         upload(client, encode(make_photo(1)))
     assert settings.database_path is not None and settings.database_path.is_file()

@@ -18,7 +18,7 @@ from app.index import HammingIndex
 from app.matching import SearchOptions
 from app.models import NewImage
 from app.service import DoppelService, build_service
-from app.store import MemoryImageStore, SQLiteImageStore
+from app.store import MemoryImageStore, open_store
 from app.sync import IndexSyncer, Snapshots
 
 
@@ -27,9 +27,9 @@ def hashes(n: int, seed: int) -> dict[str, int]:
     return {f"s{seed}-{i}": int(h) for i, h in enumerate(rng.integers(0, 2**63, n, dtype=np.int64))}
 
 
-def write(store_path: Path, images: dict[str, int]) -> None:
+def write(settings: Settings, images: dict[str, int]) -> None:
     """Add images through a store object of its own, as another process would."""
-    store = SQLiteImageStore(store_path)
+    store = open_store(settings)
     with store.writing() as transaction:
         transaction.add([NewImage(id=k, dhash=v, width=None, height=None) for k, v in images.items()])
     store.close()
@@ -55,17 +55,16 @@ def snapshot_files(settings: Settings) -> list[Path]:
 def test_a_restart_loads_the_snapshot_and_reads_only_the_changes_since(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert settings.database_path is not None
     first = hashes(50, 1)
-    write(settings.database_path, first)
+    write(settings, first)
     service = build_service(settings)
     service.start()
     service.close()
     assert [p.name.rsplit("-", 1)[1] for p in snapshot_files(settings)] == [f"{50:020d}.faiss"]
 
     later = hashes(5, 2)
-    write(settings.database_path, later)  # while the service is down
-    other_process = SQLiteImageStore(settings.database_path)
+    write(settings, later)  # while the service is down
+    other_process = open_store(settings)
     with other_process.writing() as transaction:
         transaction.delete("s1-0")
     other_process.close()
@@ -73,7 +72,7 @@ def test_a_restart_loads_the_snapshot_and_reads_only_the_changes_since(
     def no_rebuild(*args: object, **kwargs: object) -> None:
         raise AssertionError("rebuilt from the store instead of loading the snapshot")
 
-    monkeypatch.setattr(SQLiteImageStore, "iter_hashes", no_rebuild)
+    monkeypatch.setattr(type(other_process), "iter_hashes", no_rebuild)
     again = build_service(settings)
     again.start()
     try:
@@ -85,13 +84,14 @@ def test_a_restart_loads_the_snapshot_and_reads_only_the_changes_since(
         again.close()
 
 
-def test_a_snapshot_ahead_of_the_store_is_not_loaded(settings: Settings, tmp_path: Path) -> None:
+def test_a_snapshot_ahead_of_the_store_is_not_loaded(sqlite_settings: Settings, tmp_path: Path) -> None:
     """A database restored from an older backup: the index is rebuilt from what the store holds."""
+    settings = sqlite_settings
     assert settings.database_path is not None
-    write(settings.database_path, hashes(10, 1))
+    write(settings, hashes(10, 1))
     backup = tmp_path / "backup.sqlite3"
     shutil.copy(settings.database_path, backup)
-    write(settings.database_path, hashes(10, 2))
+    write(settings, hashes(10, 2))
     service = build_service(settings)
     service.start()
     service.close()  # a snapshot at position 20
@@ -111,8 +111,7 @@ def test_a_snapshot_ahead_of_the_store_is_not_loaded(settings: Settings, tmp_pat
 
 def test_another_stores_snapshot_is_never_loaded(settings: Settings, tmp_path: Path) -> None:
     other = Settings(data_dir=tmp_path / "other")
-    assert other.database_path is not None
-    write(other.database_path, hashes(30, 3))
+    write(other, hashes(30, 3))
     service = build_service(other)
     service.start()
     service.close()
@@ -120,8 +119,7 @@ def test_another_stores_snapshot_is_never_loaded(settings: Settings, tmp_path: P
     for path in snapshot_files(other):
         shutil.copy(path, settings.data_dir / "snapshots" / path.name)
 
-    assert settings.database_path is not None
-    write(settings.database_path, hashes(4, 4))
+    write(settings, hashes(4, 4))
     mine = build_service(settings)
     mine.start()
     try:
@@ -133,8 +131,7 @@ def test_another_stores_snapshot_is_never_loaded(settings: Settings, tmp_path: P
 def test_a_damaged_snapshot_is_replaced_by_a_rebuild(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert settings.database_path is not None
-    write(settings.database_path, hashes(20, 5))
+    write(settings, hashes(20, 5))
     service = build_service(settings)
     service.start()
     service.close()
@@ -152,9 +149,8 @@ def test_a_damaged_snapshot_is_replaced_by_a_rebuild(
 
 
 def test_writes_of_another_process_reach_the_index(settings: Settings, started: DoppelService) -> None:
-    assert settings.database_path is not None
     images = hashes(3, 6)
-    write(settings.database_path, images)
+    write(settings, images)
     deadline = time.monotonic() + 60  # only stops a hung run
     while started.count() < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
