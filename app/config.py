@@ -70,7 +70,8 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None,
         min_length=16,
-        description="When set, every endpoint but /health needs `Authorization: Bearer KEY` or "
+        description="When set, every endpoint but /health, /health/live, /health/ready and the API docs "
+        "needs `Authorization: Bearer KEY` or "
         "`X-API-Key: KEY`. Set it whenever the port is reachable beyond localhost.",
     )
 

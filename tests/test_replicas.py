@@ -205,6 +205,7 @@ def test_postgres_away_answers_503_and_the_service_recovers_by_itself(
         refused = upload(client, photo(500), "during")  # type: ignore[arg-type]
         assert refused.status_code == 503, refused.text
         assert "database" in refused.json()["detail"]
+        assert refused.headers["retry-after"] == "1"
         assert search(client, photo(400)).status_code == 503  # type: ignore[arg-type]
         assert eventually(lambda: client.get("/health/ready").status_code == 503)
         assert client.get("/health/live").status_code == 200

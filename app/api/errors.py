@@ -26,6 +26,8 @@ STATUS_OF: dict[type[errors.DoppelError], int] = {
     errors.UnsupportedBody: 415,
     errors.StoreUnavailable: 503,
 }
+# How long a client is asked to wait before retrying while the database is away (seconds).
+RETRY_AFTER_S = 1
 # A batch refused for items of different kinds (say one damaged file, one taken id).
 MIXED_BATCH_STATUS = 422
 
@@ -79,7 +81,9 @@ def register_exception_handlers(app: FastAPI) -> None:
         body: dict[str, object] = {"detail": exc.detail}
         if isinstance(exc, errors.DuplicateImage):
             body["matches"] = [MatchOut.of(m).model_dump(mode="json") for m in exc.matches]
-        return JSONLine(body, status_code=status_of(exc))
+        unavailable = isinstance(exc, errors.StoreUnavailable)
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if unavailable else None
+        return JSONLine(body, status_code=status_of(exc), headers=headers)
 
     async def http_error(request: Request, exc: Exception) -> JSONLine:
         assert isinstance(exc, HTTPException)
