@@ -4,13 +4,17 @@ matching accuracy on a folder of images."""
 import argparse
 import ipaddress
 import logging
+import sys
 from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
 
 from app.config import Settings
+from app.errors import StoreUnavailable
 from app.factory import create_app
+from app.service import build_service
+from app.store.base import StoreUnusable
 
 
 def settings_help() -> str:
@@ -73,13 +77,20 @@ def main(argv: list[str]) -> int:
 
 
 def serve(settings: Settings) -> int:
+    try:
+        service = build_service(settings)  # a store that cannot be opened: one clear line, not a traceback
+    except (StoreUnusable, StoreUnavailable) as exc:
+        print(f"doppel: {exc}", file=sys.stderr)
+        return 2
     if settings.api_key is None and not is_loopback(settings.host):
         logging.getLogger("doppel").warning(
             "DOPPEL_HOST=%s lets other machines reach Doppel and DOPPEL_API_KEY is not set: "
             "anyone who reaches the port can add, read and delete images",
             settings.host,
         )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    uvicorn.run(
+        create_app(settings, service), host=settings.host, port=settings.port, log_level=settings.log_level
+    )
     return 0
 
 

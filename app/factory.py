@@ -14,7 +14,7 @@ from app.api.responses import JSONLine
 from app.api.routes import batch, health, images, search
 from app.api.uploads import FORM_OVERHEAD_BYTES, BodySizeLimit
 from app.config import Settings
-from app.service import build_service
+from app.service import DoppelService, build_service
 
 DESCRIPTION = (
     "Duplicate-image detection. Each image gets a 64-bit difference hash (dHash); images whose "
@@ -22,8 +22,9 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The Doppel ASGI app. Nothing is opened until the app starts (its lifespan)."""
+def create_app(settings: Settings | None = None, service: DoppelService | None = None) -> FastAPI:
+    """The Doppel ASGI app. Its lifespan starts `service` (built from the settings if not given:
+    then nothing is opened until the app starts) and closes it."""
     settings = settings or Settings()
     log_like_uvicorn(settings.log_level)
 
@@ -34,13 +35,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Doppel served small images at 0.65x the rate of the naive service). The limit is
         # process-wide; faiss's OpenMP limit is per thread, so app/index.py sets it on each call.
         blas_threads = threadpool_limits(1, user_api="blas")
-        service = build_service(settings)
+        started = service or build_service(settings)
         try:
-            service.start()
-            app.state.service = service
+            started.start()
+            app.state.service = started
             yield
         finally:
-            service.close()
+            started.close()
             blas_threads.restore_original_limits()
 
     app = FastAPI(

@@ -131,6 +131,12 @@ class ImageStore(Protocol):
         ...
 
 
+class StoreUnusable(Exception):
+    """The store cannot be opened, for a reason a person must fix: a data folder that is a file or
+    read-only, a file that is not Doppel's database, is damaged, or was written by a newer Doppel.
+    Raised at start only; its message is one line naming the path."""
+
+
 class Wake(Protocol):
     def __call__(self) -> None: ...
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from app.errors import ImageExists, StoreUnavailable
 from app.models import ImageRecord, Metadata, NewImage
-from app.store.base import Changes, Wake, refuse_repeated_ids
+from app.store.base import Changes, StoreUnusable, Wake, refuse_repeated_ids
 from app.store.columns import COLUMNS, now_micros, record_of_new, record_of_row, row_of
 
 SCHEMA_VERSION = 1
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS tombstones (
     key INTEGER NOT NULL
 );
 """
+_TABLES = {"images", "log_head", "tombstones"}
 _INSERT = f"INSERT INTO images ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # How long a writer waits for another process's write transaction before giving up (503).
 BUSY_TIMEOUT_MS = 30_000
@@ -50,20 +51,58 @@ class SQLiteImageStore:
     """ImageStore in a SQLite file. A commit is durable (synchronous=FULL) before it returns."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnusable(f"the data folder {path.parent} cannot be used: {exc.strerror}") from exc
         self.path = path
         # Writes go through one connection (the lock serialises this process's writers; the file's
         # lock, the other processes'). Reads use a connection per thread, so they never wait for
         # a write transaction, which may be held while the index catches up.
-        self._writer = self._connect()
         self._write_lock = threading.Lock()
         self._readers: list[sqlite3.Connection] = []
         self._local = threading.local()
         self._readers_lock = threading.Lock()
-        with _unavailable(path):
-            self._writer.execute("PRAGMA journal_mode=WAL")
-            self._create_schema()
-            self.identity: str = self._writer.execute("SELECT identity FROM log_head").fetchone()[0]
+        try:
+            self._writer = self._connect()
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnusable(f"the database {path} cannot be used: {_why(exc)}") from exc
+        try:
+            with _unavailable(path):
+                self._check()
+                self._writer.execute("PRAGMA journal_mode=WAL")
+                self._create_schema()
+                self.identity: str = self._writer.execute("SELECT identity FROM log_head").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            self._writer.close()
+            raise StoreUnusable(f"the database {path} cannot be used: {_why(exc)}") from exc
+        except StoreUnusable:
+            self._writer.close()
+            raise
+
+    def _check(self) -> None:
+        """Refuse a file written by a newer Doppel, another application's database, or a damaged one."""
+        (version,) = self._writer.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreUnusable(
+                f"the database {self.path} was written by a newer Doppel (schema {version}; "
+                f"this one knows up to {SCHEMA_VERSION})"
+            )
+        tables = {
+            name
+            for (name,) in self._writer.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+        columns = [row[1] for row in self._writer.execute("PRAGMA table_info(images)")]
+        if not tables <= _TABLES or (columns and ", ".join(columns) != COLUMNS):
+            shown = ", ".join(sorted(tables))
+            raise StoreUnusable(
+                f"the database {self.path} holds another schema than Doppel's (tables: {shown})"
+            )
+        problems = [row[0] for row in self._writer.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise StoreUnusable(f"the database {self.path} is damaged: {problems[0]}")
 
     def _connect(self) -> sqlite3.Connection:
         with _unavailable(self.path):
@@ -254,6 +293,18 @@ def _unavailable(path: Path) -> Iterator[None]:
         if "locked" in str(exc) or "busy" in str(exc):
             raise StoreUnavailable(f"the database {path} is locked by another writer: {exc}") from exc
         raise
+
+
+def _why(exc: sqlite3.DatabaseError) -> str:
+    """What SQLite's error means for the person who starts the server."""
+    message = str(exc)
+    if "not a database" in message:
+        return "it is not a SQLite database"
+    if "malformed" in message:
+        return "it is damaged (database disk image is malformed)"
+    if "readonly" in message or "unable to open" in message:
+        return f"it cannot be written or created ({message}): check the folder's permissions"
+    return message
 
 
 def _key_hash_arrays(rows: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray]:
