@@ -3,6 +3,8 @@ data folder, else from the store), then follows the store's change log, so that 
 on every machine, serves the images the store holds, within a poll interval."""
 
 import logging
+import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -48,9 +50,15 @@ class Snapshots:
         """Write a snapshot of `index` at `position`; older ones of this store are removed."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{self._prefix}{position:020d}.faiss"
-        partial = path.with_name(f".{path.name}.{threading.get_ident()}.partial")
-        index.save(partial)
-        partial.replace(path)
+        # A name of its own: other processes on this folder may be saving the same position.
+        handle, name = tempfile.mkstemp(dir=self.folder, prefix=f".{path.name}.", suffix=".partial")
+        os.close(handle)
+        partial = Path(name)
+        try:
+            index.save(partial)
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
         for older in self.folder.glob(f"{self._prefix}*.faiss"):
             older_position = self._position(older)
             if older_position is not None and older_position < position:
@@ -163,9 +171,10 @@ class IndexSyncer:
                 return
             try:
                 self.sync()
-            except StoreUnavailable as exc:
+            except Exception as exc:  # the store away, or a fault: keep trying; readiness shows the lag
                 if not self._failing:
-                    logger.error("the index cannot follow the store: %s", exc.detail)
+                    detail = exc.detail if isinstance(exc, StoreUnavailable) else repr(exc)
+                    logger.error("the index cannot follow the store: %s", detail)
                 self._failing = True
                 continue
             if self._failing:
