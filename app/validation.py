@@ -131,4 +131,5 @@ def parse_hash(text: str) -> int:
     try:
         return parse_hash_hex(text.strip().lower())
     except ValueError as exc:
-        raise InvalidInput(f"hash must be 16 hex digits (a 64-bit dHash), got {text!r}") from exc
+        shown = repr(text) if len(text) <= 32 else f"{len(text)} characters"
+        raise InvalidInput(f"hash must be 16 hex digits (a 64-bit dHash), got {shown}") from exc

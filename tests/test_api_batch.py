@@ -1,16 +1,20 @@
 """POST /images/batch: hashes (JSON) or files (multipart), one transaction, all or nothing."""
 
+import asyncio
 import json
 from pathlib import Path
 
 import httpx
 import imagehash
+import pytest
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo, search, upload
 
+from app.api.routes import batch as batch_routes
 from app.api.schemas import MAX_BATCH_FILES, MAX_BATCH_ITEMS
 from app.config import Settings
 from app.factory import create_app
+from app.models import HashItem
 
 
 def spread(n: int) -> str:
@@ -129,6 +133,60 @@ def test_at_most_ten_thousand_hashes(client: TestClient) -> None:
     assert_nothing_stored(client)
     assert client.post("/images/batch", json={"items": items[:MAX_BATCH_ITEMS]}).status_code == 201
     assert client.get("/health").json()["images"] == MAX_BATCH_ITEMS
+
+
+def test_a_large_refused_batch_is_answered_briefly_without_its_input(client: TestClient) -> None:
+    """10,000 items at fault, each with a long value: the answer names the first 100, says how many
+    more there are, and echoes none of the input; the same for faults found by the schema."""
+    long_value = "x" * 5000
+    items = [{"hash": long_value, "metadata": {"note": long_value}} for _ in range(MAX_BATCH_ITEMS)]
+    response = client.post("/images/batch", json={"items": items})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert len(detail) == 101
+    assert detail[0] == {
+        "index": 0,
+        "id": None,
+        "status": 422,
+        "reason": "hash must be 16 hex digits (a 64-bit dHash), got 5000 characters",
+    }
+    assert detail[-1]["reason"] == "and 9,900 more not listed (10,000 in all)"
+    assert long_value[:100] not in response.text and len(response.content) < 30_000
+
+    items = [{"hash": [long_value], "metadata": long_value} for _ in range(MAX_BATCH_ITEMS)]
+    response = client.post("/images/batch", json={"items": items})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert len(detail) == 101 and detail[0]["loc"] == ["body", "items", 0, "hash"]
+    assert detail[-1] == {
+        "type": "too_many_errors",
+        "loc": [],
+        "msg": "and 19,900 more not listed (20,000 in all)",
+    }
+    assert all("input" not in entry and len(entry["msg"]) <= 300 for entry in detail)
+    assert long_value[:100] not in response.text and len(response.content) < 30_000
+    assert_nothing_stored(client)
+
+
+def test_hash_batches_are_validated_off_the_event_loop(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large body's validation must not stall every other request: it runs on a worker thread."""
+    on_the_loop: list[bool] = []
+    validate = batch_routes._hash_items
+
+    def watched(body: bytes) -> list[HashItem]:
+        try:
+            asyncio.get_running_loop()
+            on_the_loop.append(True)
+        except RuntimeError:
+            on_the_loop.append(False)
+        return validate(body)
+
+    monkeypatch.setattr(batch_routes, "_hash_items", watched)
+    assert client.post("/images/batch", json={"items": [{"hash": spread(1)}]}).status_code == 201
+    assert client.post("/images/batch", json={"items": [{"hash": "bad"}]}).status_code == 422
+    assert on_the_loop == [False, False]
 
 
 def test_other_content_types_are_unsupported(client: TestClient) -> None:

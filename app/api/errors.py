@@ -4,7 +4,6 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
@@ -26,6 +25,10 @@ STATUS_OF: dict[type[errors.DoppelError], int] = {
     errors.UnsupportedBody: 415,
     errors.StoreUnavailable: 503,
 }
+# A refusal names at most this many faults, each in at most this many characters, and never
+# echoes the input: a 40 MB body refused item by item must not come back as a 40 MB answer.
+MAX_LISTED = 100
+MAX_REASON_CHARS = 300
 # How long a client is asked to wait before retrying while the database is away (seconds).
 RETRY_AFTER_S = 1
 # A batch refused for items of different kinds (say one damaged file, one taken id).
@@ -66,11 +69,36 @@ def batch_status(exc: errors.BatchRejected) -> int:
 
 
 def batch_detail(exc: errors.BatchRejected) -> list[dict[str, object]]:
-    """One entry per refused item: where it is in the request, its id, its own status and why."""
-    return [
-        {"index": f.index, "id": f.id, "status": status_of(f.error), "reason": f.error.detail}
-        for f in exc.faults
+    """One entry per refused item, the first MAX_LISTED of them: where it is in the request, its id,
+    its own status and why."""
+    listed: list[dict[str, object]] = [
+        {"index": f.index, "id": f.id, "status": status_of(f.error), "reason": _cut(f.error.detail)}
+        for f in exc.faults[:MAX_LISTED]
     ]
+    if len(exc.faults) > MAX_LISTED:
+        listed.append({"index": None, "id": None, "status": None, "reason": _more(len(exc.faults))})
+    return listed
+
+
+def validation_detail(exc: RequestValidationError) -> list[dict[str, object]]:
+    """FastAPI's field errors without the input they refer to (a client has it; a large body would
+    come back whole), each message cut short, the first MAX_LISTED of them."""
+    found = exc.errors()
+    listed: list[dict[str, object]] = [
+        {"type": error["type"], "loc": list(error["loc"]), "msg": _cut(str(error["msg"]))}
+        for error in found[:MAX_LISTED]
+    ]
+    if len(found) > MAX_LISTED:
+        listed.append({"type": "too_many_errors", "loc": [], "msg": _more(len(found))})
+    return listed
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "\u2026"
+
+
+def _more(total: int) -> str:
+    return f"and {total - MAX_LISTED:,} more not listed ({total:,} in all)"
 
 
 def register_exception_handlers(app: FastAPI) -> None:
@@ -94,7 +122,7 @@ def register_exception_handlers(app: FastAPI) -> None:
 
     async def invalid_request(request: Request, exc: Exception) -> JSONLine:
         assert isinstance(exc, RequestValidationError)
-        return JSONLine({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        return JSONLine({"detail": validation_detail(exc)}, status_code=422)
 
     async def unexpected_error(request: Request, exc: Exception) -> JSONLine:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)

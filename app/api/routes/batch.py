@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 
 from app.api.deps import ServiceDep, SettingsDep
 from app.api.params import SearchOptionsDep
+from app.api.responses import JSONLine
 from app.api.schemas import (
     MAX_BATCH_FILES,
     BatchCreatedOut,
@@ -72,26 +73,38 @@ _REQUEST_BODY: dict[str, Any] = {
 )
 async def add_batch(
     request: Request, service: ServiceDep, settings: SettingsDep, options: SearchOptionsDep
-) -> BatchOut | BatchCreatedOut:
+) -> JSONLine:
     """Add many images in one transaction, all or nothing: up to 10,000 hashes computed elsewhere
     (JSON `{"items": [{"id", "hash", "metadata"}]}`) or up to 100 files (multipart `file` parts,
     with optional `id` and `metadata` parts, one per file). Any refused item refuses the batch,
     naming each item at fault. The search parameters shape each file's `duplicates`."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type == "application/json":
-        items = _hash_items(await request.body())
-        records = await run_in_threadpool(service.ingest.add_hashes, items)
-        return BatchOut(items=[ImageOut.of(record) for record in records])
+        body = await request.body()
+
+        # Off the event loop: validating and answering 10,000 items takes long enough to stall
+        # every other request.
+        def add_hashes() -> JSONLine:
+            records = service.ingest.add_hashes(_hash_items(body))
+            answer = BatchOut(items=[ImageOut.of(record) for record in records])
+            return JSONLine(answer.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
+
+        return await run_in_threadpool(add_hashes)
     if media_type == "multipart/form-data":
         form = await _read_form(request)
         try:
             files = await _file_items(form, max_bytes=settings.max_upload_bytes)
         finally:
             await form.close()
-        results = await run_in_threadpool(
-            lambda: service.ingest.add_files(files, max_file_bytes=settings.max_upload_bytes, options=options)
-        )
-        return BatchCreatedOut(items=[ImageCreated.with_duplicates(r, d) for r, d in results])
+
+        def add_files() -> JSONLine:
+            results = service.ingest.add_files(
+                files, max_file_bytes=settings.max_upload_bytes, options=options
+            )
+            answer = BatchCreatedOut(items=[ImageCreated.with_duplicates(r, d) for r, d in results])
+            return JSONLine(answer.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
+
+        return await run_in_threadpool(add_files)
     raise UnsupportedBody("send application/json (hashes) or multipart/form-data (files)")
 
 
