@@ -5,6 +5,7 @@ from pathlib import Path
 
 import httpx
 import imagehash
+import pytest
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo, upload
 from PIL import Image
@@ -245,3 +246,17 @@ def test_health_answers_head_for_probes(client: TestClient) -> None:
     for path in ("/health", "/health/live", "/health/ready"):
         response = client.head(path)
         assert (response.status_code, response.content) == (200, b""), path
+
+
+def test_an_unexpected_error_is_a_500_that_closes_the_connection(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a fault")
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        monkeypatch.setattr(client.app.state.service, "get", broken)  # type: ignore[attr-defined]
+        response = client.get("/images/a")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error"}
+    assert response.headers["connection"] == "close"

@@ -126,7 +126,9 @@ def register_exception_handlers(app: FastAPI) -> None:
 
     async def unexpected_error(request: Request, exc: Exception) -> JSONLine:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONLine({"detail": "internal error"}, status_code=500)
+        # The server closes the connection after an unexpected error: say so, so that the client
+        # does not send its next request on it.
+        return JSONLine({"detail": "internal error"}, status_code=500, headers={"Connection": "close"})
 
     app.add_exception_handler(errors.DoppelError, domain_error)
     app.add_exception_handler(HTTPException, http_error)
