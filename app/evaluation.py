@@ -20,10 +20,10 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from app.config import Settings
 from app.errors import DoppelError
-from app.hashing import has_transparency, on_white
-from app.matching import SearchOptions, query_of_upload
+from app.imaging import has_transparency, on_white
 from app.models import Match
 from app.service import DoppelService, build_service
+from app.service.matching import SearchOptions, query_of_upload
 from app.store import MemoryImageStore
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".avif"}

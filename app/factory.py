@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None, service: DoppelService | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Request threads already use the cores; OpenBLAS's threads under the resize of
-        # app/resample.py would oversubscribe them, and they spin while they wait (with them,
+        # app/imaging/resample.py would oversubscribe them, and they spin while they wait (with them,
         # Doppel served small images at 0.65x the rate of the naive service). The limit is
         # process-wide; faiss's OpenMP limit is per thread, so app/index.py sets it on each call.
         blas_threads = threadpool_limits(1, user_api="blas")

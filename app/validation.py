@@ -6,7 +6,7 @@ import secrets
 import unicodedata
 
 from app.errors import ImageTooLarge, InvalidInput
-from app.hashing import parse_hash_hex
+from app.imaging import parse_hash_hex
 from app.models import Metadata
 
 MAX_ID_CHARS = 256

@@ -1,8 +1,8 @@
 """Hashing speed: Doppel's hash vs decoding alone vs the reference `imagehash.dhash(Image.open(f))`.
 
 Per image, four timings, repeated (median of --repeats), in three pairs taking turns:
-  hash    app.hashing.hash_image_bytes: header, decode, grey, the 9x8, 8x9 and 32x32 grids, bits
-  decode  app.hashing.decode_for_hashing: the decode alone, at the same settings (JPEG draft
+  hash    app.imaging.hash_image_bytes: header, decode, grey, the 9x8, 8x9 and 32x32 grids, bits
+  decode  app.imaging.hashing.decode_for_hashing: the decode alone, at the same settings (JPEG draft
           scale, DC scans of a large progressive JPEG)
   ref     imagehash.dhash(Image.open(f)): the full decode and Pillow's resize
   grey    the hash up to its grids: decode, orientation, flattening, grey (where the rest of the
@@ -29,7 +29,7 @@ from support import REPO, shared_images, timed
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(REPO))
-from app.hashing import (  # noqa: E402
+from app.imaging.hashing import (  # noqa: E402
     as_displayed,
     decode_for_hashing,
     hamming,

@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.config import Settings  # noqa: E402
-from app.matching import SearchOptions, query_of_upload  # noqa: E402
 from app.models import NewImage  # noqa: E402
 from app.service import build_service  # noqa: E402
+from app.service.matching import SearchOptions, query_of_upload  # noqa: E402
 from app.store import MemoryImageStore  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "images" / "dev"

@@ -21,7 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.hashing import hash_hex, hash_image_bytes  # noqa: E402
+from app.imaging.hashing import hash_hex, hash_image_bytes  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 FILES = TESTS / "data" / "golden"

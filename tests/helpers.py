@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.hashing import as_displayed, orientation_to_apply, write_grey
+from app.imaging.hashing import as_displayed, orientation_to_apply, write_grey
 
 SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 needs_shared = pytest.mark.skipif(

@@ -12,7 +12,7 @@ from PIL import Image
 from app.api.schemas import DuplicateOut
 from app.config import Settings
 from app.factory import create_app
-from app.hashing import hash_hex
+from app.imaging.hashing import hash_hex
 from app.models import NewImage
 from app.store import open_store
 

@@ -9,7 +9,7 @@ from helpers import encode, make_photo, search, upload
 
 from app.config import Settings
 from app.factory import create_app
-from app.hashing import parse_hash_hex
+from app.imaging.hashing import parse_hash_hex
 from app.models import NewImage
 from app.store import open_store
 

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo, search, upload
 
-from app import hasher as hasher_module
-from app.hashing import ImageHashes, hash_image_bytes
+from app.imaging.hashing import ImageHashes, hash_image_bytes
+from app.service import uploads as hasher_module
 
 
 def test_parallel_uploads_and_searches(client: TestClient) -> None:

@@ -1,4 +1,4 @@
-"""app.hashing: parity with imagehash, what a viewer sees, and refusing bad input."""
+"""app.imaging.hashing: parity with imagehash, what a viewer sees, and refusing bad input."""
 
 import io
 
@@ -9,7 +9,7 @@ from helpers import encode, encode_oriented, grey_of, make_photo, needs_shared, 
 from PIL import Image, ImageOps
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
-from app.hashing import (
+from app.imaging.hashing import (
     MAX_SIDE,
     as_displayed,
     hamming,

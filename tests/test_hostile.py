@@ -21,7 +21,7 @@ from PIL import ImageFile, TiffImagePlugin
 from app.config import Settings
 from app.errors import ImageTooLarge
 from app.factory import create_app
-from app.hashing import hamming, hash_image_bytes
+from app.imaging.hashing import hamming, hash_image_bytes
 
 REFUSED = refused()
 ACCEPTED = accepted()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from app.hashing import hamming
+from app.imaging import hamming
 from app.index import HammingIndex, hashes_to_codes
 
 

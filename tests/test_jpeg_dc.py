@@ -1,4 +1,4 @@
-"""app.jpeg_dc: a progressive JPEG without its AC scans decodes at 1/8 scale exactly as the whole file."""
+"""app.imaging.jpeg_dc: a progressive JPEG without its AC scans decodes at 1/8 scale exactly as the whole file."""
 
 import io
 import random
@@ -9,8 +9,8 @@ from helpers import encode, grey_of, make_photo, needs_shared, shared_files
 from PIL import Image
 
 from app.errors import DoppelError
-from app.hashing import JPEG_DRAFT_SIDE, hash_image_bytes, open_image
-from app.jpeg_dc import dc_scans_only
+from app.imaging.hashing import JPEG_DRAFT_SIDE, hash_image_bytes, open_image
+from app.imaging.jpeg_dc import dc_scans_only
 
 LIMIT = 100_000_000
 

@@ -1,12 +1,12 @@
-"""app.orientation: hashes of flipped and turned images, from pixels and from stored hashes."""
+"""app.imaging.orientation: hashes of flipped and turned images, from pixels and from stored hashes."""
 
 import pytest
 from helpers import encode, make_photo
 from PIL import Image
 
-from app.hashing import ImageHashes, hamming, hash_image_bytes
+from app.imaging.hashing import ImageHashes, hamming, hash_image_bytes
+from app.imaging.orientation import variants_of_hashes, variants_of_image
 from app.models import Orientation
-from app.orientation import variants_of_hashes, variants_of_image
 
 T = Image.Transpose
 # How to turn a stored image into a query that has each orientation (PIL turns counter-clockwise).

@@ -1,12 +1,12 @@
-"""app.resample: Pillow's Lanczos resize to the hash grids, as matrix products."""
+"""app.imaging.resample: Pillow's Lanczos resize to the hash grids, as matrix products."""
 
 import numpy as np
 import pytest
 from helpers import grey_of, make_photo, needs_shared, shared_files
 from PIL import Image
 
-from app.hashing import horizontal_bits, open_image, vertical_bits
-from app.resample import TALL, WIDE, lanczos_grids, lanczos_weights
+from app.imaging.hashing import horizontal_bits, open_image, vertical_bits
+from app.imaging.resample import TALL, WIDE, lanczos_grids, lanczos_weights
 
 
 def pillow_grids(grey: Image.Image) -> tuple[np.ndarray, np.ndarray]:

@@ -1,10 +1,10 @@
-"""app.scratch: buffers lent and taken back, never shared by two borrowers at once."""
+"""app.imaging.scratch: buffers lent and taken back, never shared by two borrowers at once."""
 
 import threading
 
 import numpy as np
 
-from app.scratch import ScratchPool
+from app.imaging.scratch import ScratchPool
 
 
 def pool(max_kept_bytes: int = 1 << 20) -> ScratchPool:

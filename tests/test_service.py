@@ -6,10 +6,10 @@ from collections.abc import Iterator
 import pytest
 
 from app.config import Settings
-from app.hashing import Signature, hamming
-from app.matching import RESOLVE_CHUNK, SearchOptions
+from app.imaging.hashing import Signature, hamming
 from app.models import NewImage
 from app.service import DoppelService, build_service
+from app.service.matching import RESOLVE_CHUNK, SearchOptions
 from app.store import MemoryImageStore
 
 

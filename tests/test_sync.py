@@ -13,13 +13,13 @@ import pytest
 
 from app.config import Settings
 from app.errors import StoreUnavailable
-from app.hashing import Signature
+from app.imaging.hashing import Signature
 from app.index import HammingIndex
-from app.matching import SearchOptions
 from app.models import NewImage
 from app.service import DoppelService, build_service
+from app.service.matching import SearchOptions
+from app.service.sync import IndexSyncer, Snapshots
 from app.store import MemoryImageStore, open_store
-from app.sync import IndexSyncer, Snapshots
 
 
 def hashes(n: int, seed: int) -> dict[str, int]:

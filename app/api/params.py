@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, File, Form, Path, Query, UploadFile
 
-from app.matching import SearchOptions
+from app.service.matching import SearchOptions
 from app.validation import ID_PATTERN, MAX_ID_CHARS
 
 # Documentation only (json_schema_extra): app.validation.check_image_id holds the rule.

@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.hashing import Signature, hash_hex
+from app.imaging import Signature, hash_hex
 from app.models import ImageRecord, Match, Orientation, Page
 
 

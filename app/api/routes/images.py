@@ -10,8 +10,8 @@ from app.api.errors import UPLOAD_ERRORS, error_responses
 from app.api.params import FileField, IdField, IdPath, MetadataField, SearchOptionsDep
 from app.api.schemas import DuplicateOut, DuplicatesOut, ImageCreated, ImageOut, PageOut, matches_out
 from app.api.uploads import read_upload
-from app.hashing import hash_hex
-from app.ingest import OnDuplicate
+from app.imaging import hash_hex
+from app.service.ingest import OnDuplicate
 from app.validation import parse_metadata
 
 router = APIRouter(prefix="/images", tags=["images"])

@@ -10,7 +10,7 @@ from app.api.errors import UPLOAD_ERRORS, error_responses
 from app.api.params import HASH_SCHEMA, FileField, SearchOptionsDep
 from app.api.schemas import SearchOut
 from app.api.uploads import read_upload
-from app.hashing import Signature
+from app.imaging import Signature
 from app.validation import parse_hash, parse_optional_hash
 
 router = APIRouter(prefix="/search", tags=["search"])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.hashing import ImageHashes, Signature, dct_bits, horizontal_bits, pack_bits, vertical_bits
+from app.imaging.hashing import ImageHashes, Signature, dct_bits, horizontal_bits, pack_bits, vertical_bits
 from app.models import Orientation
 
 

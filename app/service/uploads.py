@@ -4,7 +4,7 @@ import hashlib
 import threading
 from dataclasses import dataclass
 
-from app.hashing import ImageHashes, hash_image_bytes
+from app.imaging import ImageHashes, hash_image_bytes
 from app.validation import check_file_size
 
 

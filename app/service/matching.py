@@ -4,11 +4,10 @@ distance, in any orientation when asked, and are confirmed by the DCT hash. Read
 from dataclasses import dataclass
 
 from app.errors import ImageNotFound
-from app.hasher import Upload, UploadHasher
-from app.hashing import Signature, hamming
+from app.imaging import Signature, hamming, variants_of_hashes, variants_of_image
 from app.index import HammingIndex
 from app.models import ImageRecord, Match, Orientation
-from app.orientation import variants_of_hashes, variants_of_image
+from app.service.uploads import Upload, UploadHasher
 from app.store import ImageStore
 from app.validation import check_image_id
 

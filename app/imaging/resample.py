@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from app.scratch import SCRATCH
+from app.imaging.scratch import SCRATCH
 
 WIDE = (9, 8)  # (width, height) of the grid the horizontal dHash is read from
 TALL = (8, 9)  # ... and of the grid of the vertical dHash

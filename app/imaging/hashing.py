@@ -5,7 +5,7 @@ Pure functions: bytes in, hashes out; no HTTP, no storage. The dHash follows ima
 resize to 9x8 with Lanczos, one bit per pair of horizontal neighbours (left < right),
 packed row by row, most significant bit first, in the form of `str(imagehash.dhash(img))`.
 Only what the 9x8 grid needs is decoded (JPEG at reduced scale, progressive JPEG without its AC
-scans), and the resize is Pillow's Lanczos as matrix products (app/resample.py), so the hash is
+scans), and the resize is Pillow's Lanczos as matrix products (app/imaging/resample.py), so the hash is
 within 3 bits of imagehash's, and identical for most images (tests/test_hashing.py holds it there).
 """
 
@@ -20,9 +20,9 @@ import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
-from app.jpeg_dc import dc_scans_only
-from app.resample import TALL, WIDE, lanczos_grids
-from app.scratch import SCRATCH
+from app.imaging.jpeg_dc import dc_scans_only
+from app.imaging.resample import TALL, WIDE, lanczos_grids
+from app.imaging.scratch import SCRATCH
 
 pillow_heif.register_heif_opener()
 # Doppel checks the pixel count itself (before decoding) against its own setting.
@@ -33,7 +33,7 @@ _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 # keeps the 9x8 Lanczos result within a few bits of a full decode (measured on real photos).
 JPEG_DRAFT_SIDE = 128
 # Pillow's draft picks 1/8 when both sides are at least 8 times the asked side: then only the DC
-# coefficients are read, and a progressive file can skip its AC scans (app/jpeg_dc.py).
+# coefficients are read, and a progressive file can skip its AC scans (app/imaging/jpeg_dc.py).
 _JPEG_DC_ONLY_SIDE = 8 * JPEG_DRAFT_SIDE
 # The longest side accepted (JPEG's own limit): the resize's weights take 0.2 KB per pixel of a
 # side, so a tiny file of 1 x 100,000,000 pixels (within the pixel limit) would need 20 GB.

@@ -5,13 +5,13 @@ import logging
 
 from app.config import Settings
 from app.errors import ImageNotFound
-from app.hasher import UploadHasher
 from app.index import HammingIndex
-from app.ingest import Ingest
-from app.matching import Matching
 from app.models import ImageRecord, Page
+from app.service.ingest import Ingest
+from app.service.matching import Matching
+from app.service.sync import IndexSyncer, Snapshots
+from app.service.uploads import UploadHasher
 from app.store import ImageStore, open_store
-from app.sync import IndexSyncer, Snapshots
 from app.validation import check_image_id
 
 logger = logging.getLogger("doppel")

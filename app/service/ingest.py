@@ -19,11 +19,18 @@ from app.errors import (
     ItemFault,
     StoreUnavailable,
 )
-from app.hasher import Upload, UploadHasher
-from app.matching import EVERY_IDENTICAL_HASH, Matching, Query, SearchOptions, match_order, query_of_upload
 from app.models import FileItem, HashItem, ImageRecord, Match, Metadata, NewImage
+from app.service.matching import (
+    EVERY_IDENTICAL_HASH,
+    Matching,
+    Query,
+    SearchOptions,
+    match_order,
+    query_of_upload,
+)
+from app.service.sync import IndexSyncer
+from app.service.uploads import Upload, UploadHasher
 from app.store import ImageStore, WriteTransaction
-from app.sync import IndexSyncer
 from app.validation import check_image_id, check_metadata, new_image_id, parse_hash, parse_metadata
 
 logger = logging.getLogger("doppel")

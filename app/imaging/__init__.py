@@ -1,0 +1,27 @@
+"""Imaging: decode an image as a viewer sees it and hash it. Pure functions; the one door for the
+rest of the service is `hash_image_bytes`, with the hash values and helpers below."""
+
+from app.imaging.hashing import (
+    ImageHashes,
+    Signature,
+    hamming,
+    has_transparency,
+    hash_hex,
+    hash_image_bytes,
+    on_white,
+    parse_hash_hex,
+)
+from app.imaging.orientation import variants_of_hashes, variants_of_image
+
+__all__ = [
+    "ImageHashes",
+    "Signature",
+    "hamming",
+    "has_transparency",
+    "hash_hex",
+    "hash_image_bytes",
+    "on_white",
+    "parse_hash_hex",
+    "variants_of_hashes",
+    "variants_of_image",
+]
