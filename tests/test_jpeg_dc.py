@@ -1,4 +1,5 @@
-"""app.imaging.jpeg_dc: a progressive JPEG without its AC scans decodes at 1/8 scale exactly as the whole file."""
+"""app.imaging.jpeg_dc: a progressive JPEG without its AC scans decodes at 1/8 scale exactly as
+the whole file."""
 
 import io
 import random
