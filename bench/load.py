@@ -2,11 +2,15 @@
 
     python bench/load.py                 # 10 s warm-up, then 60 s from 16 clients
     python bench/load.py --duration 10   # a shorter run
+    python bench/load.py --database-url postgresql://USER@HOST:PORT/DB   # on PostgreSQL
 
 Starts its own server on a fresh data folder and a port the OS picks, sends only to loopback, and
 stops by itself: each phase ends at its deadline or after --max-requests. Reports errors (must be
 0), latency percentiles, requests/s and the server's resident memory after the warm-up and after
 the run (must stay within 10%). Exits 1 when either check fails. Linux only (reads /proc).
+
+The store is SQLite in the data folder, or with --database-url, a PostgreSQL database created on that
+server for the run and dropped after (the server's memory is then Doppel's alone, not PostgreSQL's).
 """
 
 import argparse
@@ -20,6 +24,7 @@ import tempfile
 import threading
 import time
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +35,7 @@ warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testcli
 
 from helpers import encode, make_photo  # noqa: E402
 from live_server import LiveServer, rss_bytes  # noqa: E402
+from support import fresh_postgres, is_postgres, stop_on_sigterm  # noqa: E402
 
 BOUNDARY = "doppel-bench"
 POOL = 64  # distinct photos; adds cycle through them under new ids
@@ -154,13 +160,28 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--max-requests", type=int, default=1_000_000, help="cap per phase (default 1,000,000)"
     )
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server (postgresql://...) to create the run's database on (default: SQLite)",
+    )
     args = parser.parse_args(argv)
+    if args.database_url is not None and not is_postgres(args.database_url):
+        parser.error("--database-url takes a postgresql:// URL (SQLite is the default)")
+    stop_on_sigterm()
 
     photos = [encode(make_photo(n, (320, 240)), "JPEG", quality=85) for n in range(POOL)]
     hashes = [f"{random.Random(n).getrandbits(64):016x}" for n in range(POOL)]
-    with tempfile.TemporaryDirectory(prefix="doppel-bench-") as data, LiveServer(Path(data)) as server:
+    with ExitStack() as stack:
+        data = stack.enter_context(tempfile.TemporaryDirectory(prefix="doppel-bench-"))
+        if args.database_url is None:
+            server = stack.enter_context(LiveServer(Path(data)))
+        else:
+            url = stack.enter_context(fresh_postgres(args.database_url))
+            server = stack.enter_context(LiveServer(Path(data), database_url=url))
         clients = [Client(server.port, photos, hashes, seed) for seed in range(args.clients)]
-        print(f"server pid {server.pid} on {server.url}; {args.clients} clients; warm-up {args.warmup:.0f} s")
+        store = "PostgreSQL" if args.database_url else "SQLite"
+        print(f"server pid {server.pid} on {server.url} ({store}); ", end="")
+        print(f"{args.clients} clients; warm-up {args.warmup:.0f} s")
         warm, _ = run_phase(clients, args.warmup, args.max_requests)
         rss_warm = rss_bytes(server.pid)
         print(f"warm-up: {warm.count()} requests, {len(warm.errors)} errors; measuring {args.duration:.0f} s")
