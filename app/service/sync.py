@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from app.errors import StoreUnavailable
 from app.index import HammingIndex
 from app.store import ImageStore
@@ -159,8 +161,10 @@ class IndexSyncer:
                 self.position = self._saved_position = position
                 logger.info("index loaded from %s at log position %d", path.name, position)
                 return
-        for keys, hashes in self.store.iter_hashes(REBUILD_BATCH, upto=head):
-            self.index.add(keys, hashes)
+        # One add of everything: the index builds its tables once instead of merging batch by batch.
+        batches = list(self.store.iter_hashes(REBUILD_BATCH, upto=head))
+        if batches:
+            self.index.add(np.concatenate([k for k, _ in batches]), np.concatenate([h for _, h in batches]))
         self.position = head
 
     def _follow(self) -> None:

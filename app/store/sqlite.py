@@ -61,7 +61,7 @@ class SQLiteImageStore:
         # a write transaction, which may be held while the index catches up.
         self._write_lock = threading.Lock()
         self._readers: list[sqlite3.Connection] = []
-        self._local = threading.local()
+        self._idle_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         try:
             self._writer = self._connect()
@@ -100,9 +100,8 @@ class SQLiteImageStore:
             raise StoreUnusable(
                 f"the database {self.path} holds another schema than Doppel's (tables: {shown})"
             )
-        problems = [row[0] for row in self._writer.execute("PRAGMA quick_check")]
-        if problems != ["ok"]:
-            raise StoreUnusable(f"the database {self.path} is damaged: {problems[0]}")
+        if _truncated(self.path):
+            raise StoreUnusable(f"the database {self.path} is damaged: shorter than its header says")
 
     def _connect(self) -> sqlite3.Connection:
         with _unavailable(self.path):
@@ -193,19 +192,27 @@ class SQLiteImageStore:
             for reader in self._readers:
                 reader.close()
             self._readers.clear()
+            self._idle_readers.clear()
 
     def _read(self, sql: str, parameters: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        with _unavailable(self.path):
-            return self._reader().execute(sql, parameters).fetchall()
+        with _unavailable(self.path), self._reader() as reader:
+            return reader.execute(sql, parameters).fetchall()
 
-    def _reader(self) -> sqlite3.Connection:
-        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A read connection lent for one query: as many are kept as reads ever ran at once (a
+        connection per thread would grow with every worker thread the server starts and retires)."""
+        with self._readers_lock:
+            reader = self._idle_readers.pop() if self._idle_readers else None
         if reader is None:
             reader = self._connect()
-            self._local.reader = reader
             with self._readers_lock:
                 self._readers.append(reader)
-        return reader
+        try:
+            yield reader
+        finally:
+            with self._readers_lock:
+                self._idle_readers.append(reader)
 
 
 class _SQLiteWrite:
@@ -293,6 +300,21 @@ def _unavailable(path: Path) -> Iterator[None]:
         if "locked" in str(exc) or "busy" in str(exc):
             raise StoreUnavailable(f"the database {path} is locked by another writer: {exc}") from exc
         raise
+
+
+def _truncated(path: Path) -> bool:
+    """Whether the file is shorter than the size its header records (a cut copy, a partial
+    restore). A check of every page (PRAGMA quick_check) would read the whole file at every start:
+    seconds at 10M images."""
+    with path.open("rb") as handle:
+        header = handle.read(100)
+    if len(header) < 100:
+        return False  # a new, empty file
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    header_size_valid = header[24:28] == header[92:96]  # as SQLite decides whether to trust it
+    return header_size_valid and path.stat().st_size < pages * page_size
 
 
 def _why(exc: sqlite3.DatabaseError) -> str:
