@@ -15,13 +15,12 @@ import statistics
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image
-from support import Server, doppel, shared_images
+from support import Server, doppel, run_threads, shared_images
 
 CLIENTS = 4
 STORED = 1000
@@ -68,12 +67,7 @@ def search_all(url: str, images: list[bytes], requests: int) -> tuple[float, lis
                 hashes[n] = response.json()["hash"]
 
     threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - start
+    elapsed = run_threads(threads)
     if failures:
         sys.exit(f"{url}: {failures[0]}")
     return requests / elapsed, hashes

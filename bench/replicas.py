@@ -47,6 +47,7 @@ from support import (
     doppel,
     fresh_postgres,
     percentile,
+    run_threads,
     stop_on_sigterm,
 )
 
@@ -145,12 +146,7 @@ def concurrent_adds(urls: list[str], adds: int, clients: int, label: str) -> tup
                         errors.append(f"{response.status_code} {response.text[:200]}")
 
     threads = [threading.Thread(target=client, args=(urls[n % len(urls)],)) for n in range(clients)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - start
+    elapsed = run_threads(threads)
     if errors:
         raise RuntimeError(f"{len(errors)} adds failed, e.g. {errors[0]}")
     return adds / elapsed, latencies

@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -214,4 +215,14 @@ def timed(action: Callable[[], object]) -> float:
     """Seconds one call takes."""
     start = time.perf_counter()
     action()
+    return time.perf_counter() - start
+
+
+def run_threads(threads: Sequence[threading.Thread]) -> float:
+    """Start the threads, wait for all of them; the seconds that took."""
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return time.perf_counter() - start
