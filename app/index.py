@@ -54,10 +54,14 @@ TABLE_NS = 15_000.0
 # tables (so a bulk load from empty merges geometrically rarely), within DELTA_MIN and DELTA_MAX.
 # Then it is merged into the side tables, or with them into the main ones once they would hold
 # over a SIDE_RATIO-th of the main. Merges are linear in the tables they rewrite, so an add costs
-# O(1) amortized, and a search visits at most two table sets and the buffer.
+# O(1) amortized, and a search visits at most two table sets and the buffer. They run in a
+# thread of their own (BACKGROUND_MERGES), so that no add waits for one: the syncer must keep up
+# with the store (a replica is not ready after 1 s of lag), and a merge into 100M hashes takes
+# seconds.
 DELTA_MIN = 1 << 16
 DELTA_MAX = 1 << 19
 SIDE_RATIO = 16
+BACKGROUND_MERGES = True
 # Removed keys of the table sets are filtered out of results until they are this many, then
 # dropped from the tables (a linear pass over the main table).
 DEAD_RATIO = 16
@@ -78,13 +82,17 @@ class HammingIndex:
 
     Readers never wait: the index is an immutable snapshot (`_State`) replaced whole by each
     write, so a search works on the state it started with, and sees every write that returned
-    before it started. Writers are serialized by a lock; the costly part of a write (a merge)
-    is built beside the current state while searches go on, then swapped in.
+    before it started. Writers are serialized by a lock and never wait for a merge either: a
+    merge runs in a thread of its own on a snapshot, beside the published state, and is swapped
+    in when done (the writes made meanwhile stay in the buffer, or among the removed keys).
     """
 
     def __init__(self) -> None:
         self._state = _State.empty()
         self._writer = threading.Lock()
+        self._merging = False  # a merge runs (changed under _writer)
+        self._job: _State | None = None  # the merge just started, until its thread takes it
+        self._merged = threading.Condition(self._writer)
 
     def __len__(self) -> int:
         return self._state.entries
@@ -98,14 +106,14 @@ class HammingIndex:
         if len(ids) == 0:
             return
         with self._writer:
-            state = self._state
-            limit = max(DELTA_MIN, min(len(state.main), DELTA_MAX))
-            if state.delta_size + len(ids) <= limit:
-                self._state = state.appended(ids, codes, limit)
-                return
-            self._state = state.merged(ids, codes)
-            del state
-        _release_freed_memory()
+            before = self._state
+            self._state = before.appended(ids, codes)
+            grown = self._state.delta_keys is not before.delta_keys and len(before.delta_keys) > 0
+            del before
+            self._start(self._next_merge())
+        if grown:  # the buffer was copied into one twice as big
+            _release_freed_memory()
+        self._run_merges()
 
     def remove(self, keys: np.ndarray | list[int]) -> None:
         """Remove the given keys; keys not in the index are ignored."""
@@ -113,12 +121,9 @@ class HammingIndex:
         if len(ids) == 0:
             return
         with self._writer:
-            before = self._state
-            self._state = before.without(ids)
-            purged = self._state.main is not before.main
-            del before
-        if purged:
-            _release_freed_memory()
+            self._state = self._state.without(ids)
+            self._start(self._next_merge())
+        self._run_merges()
 
     def search(self, hashes: list[int], *, max_distance: int) -> list[list[tuple[int, int]]]:
         """For each query hash, the (key, distance) pairs with distance <= max_distance (inclusive)."""
@@ -129,6 +134,9 @@ class HammingIndex:
         radius = min(max_distance, 64)
         _one_openmp_thread()
         parts = [tables.search(queries, radius) for tables in (state.main, state.side) if len(tables)]
+        if len(state.frozen.keys):
+            found, positions, distances = _scan(state.frozen.codes, queries, radius)
+            parts.append(_Hits(found, state.frozen.keys[positions], distances))
         if state.dead.size:
             parts = [_drop_dead(part, state.dead) for part in parts]
         if state.delta_size:
@@ -140,15 +148,18 @@ class HammingIndex:
     def save(self, path: Path) -> None:
         """Write the index to `path` (docs/index.md describes the format)."""
         state = self._state
+        frozen = state.frozen
+        gone = _member(state.dead, frozen.keys)  # removed while being merged: left out
+        size = state.delta_size
+        buffer_keys = np.concatenate([frozen.keys[~gone], state.delta_keys[:size]])
+        buffer_codes = np.concatenate([frozen.codes[~gone], state.delta_codes[:size]])
+        dead = state.dead[~_member(frozen.members, state.dead)]
         with open(path, "wb") as out:
-            out.write(
-                _HEADER.pack(_MAGIC, len(state.main), len(state.side), state.delta_size, state.dead.size)
-            )
+            out.write(_HEADER.pack(_MAGIC, len(state.main), len(state.side), len(buffer_keys), dead.size))
             for tables in (state.main, state.side):
                 _write_section(out, tables.codes, tables.keys)
-            size = state.delta_size
-            _write_section(out, state.delta_codes[:size], state.delta_keys[:size])
-            _write_section(out, None, state.dead)
+            _write_section(out, buffer_codes, buffer_keys)
+            _write_section(out, None, dead)
 
     def load(self, path: Path) -> None:
         """Replace the contents with an index saved by `save`; ValueError if the file is not one."""
@@ -170,10 +181,66 @@ class HammingIndex:
             raise ValueError(f"{path}: its removed keys are not keys of the index")
         delta_keys = delta_keys.astype(np.int64)
         ascending = bool(np.all(delta_keys[1:] > delta_keys[:-1]))
-        state = _State(main, side, dead, delta_keys, delta_codes, delta_size, ascending)
+        state = _State(main, side, _NO_FROZEN, dead, delta_keys, delta_codes, delta_size, ascending)
         with self._writer:
-            self._state = state
+            self._state = state  # a merge running on the state before is dropped when it ends
+            del state
+            self._start(self._next_merge())
         _release_freed_memory()
+        self._run_merges()
+
+    def _next_merge(self) -> "_State | None":
+        """The state to merge, if a merge is due and none runs; its buffer is frozen, so that the
+        writes made during the merge go to a new one. Called under the writer lock."""
+        if self._merging or not self._state.merge_due():
+            return None
+        self._merging = True
+        self._state = self._state.frozen_buffer()
+        return self._state
+
+    def _start(self, job: "_State | None") -> None:
+        """Hand `job` to a merging thread (under the writer lock), or keep it for _run_merges."""
+        if job is None:
+            return
+        self._job = job
+        if BACKGROUND_MERGES:
+            threading.Thread(target=self._merge, name="doppel-index-merge", daemon=True).start()
+
+    def _run_merges(self) -> None:
+        """Without BACKGROUND_MERGES: run the merge just started, in the writer's thread."""
+        if not BACKGROUND_MERGES and self._job is not None:
+            self._merge()
+
+    def _merge(self) -> None:
+        """Merge the job handed over and swap the result in, then the next merge due, if any.
+        The job is held only here, so that the arrays it replaces are freed when it is done."""
+        with self._writer:
+            job, self._job = self._job, None
+        while job is not None:
+            try:
+                main, side, purged = job.merge()
+            except BaseException:
+                with self._writer:  # the frozen buffer stays searched, and goes into the next merge
+                    self._merging = False
+                    self._merged.notify_all()
+                raise
+            with self._writer:
+                state = self._state
+                if state.main is job.main and state.side is job.side and state.frozen is job.frozen:
+                    dead = np.setdiff1d(state.dead, purged, assume_unique=True)
+                    self._state = state._replace(main=main, side=side, frozen=_NO_FROZEN, dead=dead)
+                self._merging = False
+                self._merged.notify_all()
+                job = self._next_merge()
+                self._job = None
+            del state, main, side
+            _release_freed_memory()
+
+    def _settle(self) -> None:
+        """Wait until no merge runs (for tests and benchmarks)."""
+        with self._writer:
+            while self._merging:
+                self._merged.wait()
 
 
 def _one_openmp_thread() -> None:
@@ -379,13 +446,23 @@ class _Tables:
         return self._plans[radius]
 
 
+class _Frozen(NamedTuple):
+    """Buffered entries being merged: still searched (scanned) until the merge is swapped in."""
+
+    keys: Ints
+    codes: Codes
+    members: Ints  # the keys sorted
+
+
 class _State(NamedTuple):
     """Everything a search reads, never changed once published: the main and side table sets,
-    the keys removed from them but still in their arrays (sorted), and the flat buffer of recent
-    adds (its first `delta_size` entries; later appends write past them, where no search reads)."""
+    the buffer being merged, the keys removed from these but still in their arrays (sorted), and
+    the flat buffer of recent adds (its first `delta_size` entries; later appends write past
+    them, where no search reads)."""
 
     main: _Tables
     side: _Tables
+    frozen: _Frozen
     dead: Ints
     delta_keys: Ints
     delta_codes: Codes
@@ -394,48 +471,64 @@ class _State(NamedTuple):
 
     @staticmethod
     def empty() -> "_State":
-        return _State(_EMPTY, _EMPTY, _NO_KEYS, *_buffers(0), 0, True)
+        return _State(_EMPTY, _EMPTY, _NO_FROZEN, _NO_KEYS, *_buffers(0), 0, True)
 
     @property
     def entries(self) -> int:
-        return len(self.main) + len(self.side) + self.delta_size - self.dead.size
+        return len(self.main) + len(self.side) + len(self.frozen.keys) + self.delta_size - self.dead.size
 
-    def appended(self, keys: Ints, codes: Codes, capacity: int) -> "_State":
-        """With these entries in the buffer (reallocated to `capacity` if they do not fit)."""
+    def merge_due(self) -> bool:
+        """The buffer has outgrown its bound (the main tables' size, within DELTA_MIN and DELTA_MAX),
+        or the removed keys a sixteenth of the tables."""
+        if self.delta_size > max(DELTA_MIN, min(len(self.main), DELTA_MAX)):
+            return True
+        return self.dead.size * DEAD_RATIO > max(DELTA_MIN, len(self.main) + len(self.side))
+
+    def appended(self, keys: Ints, codes: Codes) -> "_State":
+        """With these entries in the buffer (reallocated, twice as big, if they do not fit)."""
         size = self.delta_size
         filled = size + len(keys)
         delta_keys, delta_codes = self.delta_keys, self.delta_codes
         ascending = self.delta_sorted and bool(np.all(keys[1:] > keys[:-1]))
         ascending = ascending and (size == 0 or keys[0] > delta_keys[size - 1])
         if filled > len(delta_keys):
-            delta_keys, delta_codes = _buffers(max(filled, capacity))
+            delta_keys, delta_codes = _buffers(max(filled, 2 * len(delta_keys), DELTA_MIN))
             delta_keys[:size], delta_codes[:size] = self.delta_keys[:size], self.delta_codes[:size]
         delta_keys[size:filled], delta_codes[size:filled] = keys, codes
         return self._replace(
             delta_keys=delta_keys, delta_codes=delta_codes, delta_size=filled, delta_sorted=ascending
         )
 
-    def merged(self, keys: Ints, codes: Codes) -> "_State":
-        """The buffer and these entries merged into the side tables, the side into the main ones
-        when it has outgrown them."""
+    def frozen_buffer(self) -> "_State":
+        """The buffer (and what an earlier, failed merge left frozen) frozen for a merge."""
         size = self.delta_size
-        keys = np.concatenate([self.delta_keys[:size], keys])
-        codes = np.concatenate([self.delta_codes[:size], codes])
-        main, dead = self.main, self.dead
+        keys = np.concatenate([self.frozen.keys, self.delta_keys[:size]])
+        codes = np.concatenate([self.frozen.codes, self.delta_codes[:size]])
+        frozen = _Frozen(keys, codes, np.sort(keys))
+        return self._replace(frozen=frozen, delta_keys=_NO_KEYS, delta_codes=_EMPTY_CODES, delta_size=0)
+
+    def merge(self) -> tuple["_Tables", "_Tables", Ints]:
+        """The frozen buffer merged into the side tables, or with them into the main ones once
+        they would hold a SIDE_RATIO-th of them; removed keys dropped from the tables rewritten
+        (and from the main ones when they are many). Returns the main and side tables and the
+        removed keys dropped."""
+        pending, dead = _Tables.build(self.frozen.keys, self.frozen.codes), self.dead
+        pending, dead = pending.without(dead, indexed=False)
         side, dead = self.side.without(dead, indexed=False)
-        pending = _Tables.build(keys, codes)
         if len(side):
             pending = side.merged(pending, _NO_KEYS, indexed=False)
-        if len(pending) * SIDE_RATIO > len(main):
-            if dead.size * DEAD_RATIO > len(main):
+        main = self.main
+        purge = dead.size * DEAD_RATIO > len(main)
+        if purge or len(pending) * SIDE_RATIO > len(main):
+            if purge:
                 main, dead = main.without(dead, indexed=False)
             main, side = main.merged(pending, _NO_KEYS), _EMPTY
         else:
             side = pending.indexed()
-        return _State(main, side, dead, *_buffers(0), 0, True)
+        return main, side, np.setdiff1d(self.dead, dead, assume_unique=True)
 
     def without(self, keys: Ints) -> "_State":
-        """Less the given keys (sorted, unique)."""
+        """Less the given keys (sorted, unique): out of the buffer, else among the removed keys."""
         state = self
         size = self.delta_size
         buffered = self._buffered(keys)
@@ -448,16 +541,11 @@ class _State(NamedTuple):
                 self.delta_codes[:size][kept],
             )
             state = state._replace(delta_keys=delta_keys, delta_codes=delta_codes, delta_size=left)
-        stored = keys[self.main.contains(keys) | self.side.contains(keys)]
-        fresh = stored[~_member(self.dead, stored)]
+        held = self.main.contains(keys) | self.side.contains(keys) | _member(self.frozen.members, keys)
+        fresh = keys[held & ~_member(self.dead, keys)]
         if not fresh.size:
             return state
-        dead = np.insert(self.dead, np.searchsorted(self.dead, fresh), fresh)
-        if dead.size * DEAD_RATIO > len(self.main) + len(self.side):
-            main, dead = self.main.without(dead)
-            side, dead = self.side.without(dead)
-            return state._replace(main=main, side=side, dead=dead)
-        return state._replace(dead=dead)
+        return state._replace(dead=np.insert(self.dead, np.searchsorted(self.dead, fresh), fresh))
 
     def _buffered(self, keys: Ints) -> npt.NDArray[np.bool_]:
         """Which entries of the buffer have one of `keys` (sorted)."""
@@ -745,6 +833,7 @@ def _read_array(source: BinaryIO, path: Path, dtype: np.dtype[Any], count: int) 
 
 _NO_KEYS: Ints = np.zeros(0, dtype=np.int64)
 _EMPTY_CODES: Codes = np.zeros(0, dtype=np.uint64)
+_NO_FROZEN = _Frozen(_NO_KEYS, _EMPTY_CODES, _NO_KEYS)
 _EMPTY = _Tables(
     _EMPTY_CODES, np.zeros(0, dtype=np.uint32), (_EMPTY_CODES, _EMPTY_CODES), np.zeros(0, dtype=np.uint32)
 )

@@ -13,7 +13,9 @@ with 0-3 bits flipped ("clustered": in the dense region, with thousands of true 
 3. Memory: bytes per stored hash of the index's arrays (ids included), and resident growth.
    Target: <= 40 at 100M.
 4. Writes into the full index: 10,000 adds one call each, 10,000 in one call, 10,000 removes one
-   call each. Target: 10,000 adds in under 1 s. And the build: the slowest add of the bulk load.
+   call each (target: 10,000 adds in under 1 s); then 1,000,000 adds in calls of 10,000, which
+   start merges (in a thread of their own): the slowest call, searches while they run, and when
+   they are done. And the build: its adds, and its merges finishing after them.
 5. Save and load: seconds, file size, and a load in a child process: its seconds and peak
    resident memory against the index's own bytes.
 6. Crossover: chunk search against the scan of the main tables, by radius, on 100 uniform
@@ -234,7 +236,7 @@ def latency(
     )
 
 
-def writes(index: HammingIndex, first_key: int, rng: np.random.Generator) -> None:
+def writes(index: HammingIndex, first_key: int, rng: np.random.Generator, queries: list[int]) -> None:
     print("4. writes into the full index")
     hashes = rng.integers(0, 1 << 64, 20_000, dtype=np.uint64, endpoint=False)
     keys = np.arange(first_key, first_key + 20_000, dtype=np.int64)
@@ -247,6 +249,20 @@ def writes(index: HammingIndex, first_key: int, rng: np.random.Generator) -> Non
     removes = [timed(partial(index.remove, [key])) for key in victims.tolist()]
     print(
         f"   10,000 removes, one call each: {sum(removes):.3f} s (slowest call {max(removes) * 1000:.2f} ms)"
+    )
+    more = rng.integers(0, 1 << 64, 1_000_000, dtype=np.uint64, endpoint=False)
+    more_keys = np.arange(first_key + 20_000, first_key + 1_020_000, dtype=np.int64)
+    bulk = [
+        timed(partial(index.add, more_keys[i : i + 10_000], more[i : i + 10_000]))
+        for i in range(0, 1_000_000, 10_000)
+    ]
+    during = [timed(partial(index.search, [int(q)], max_distance=RADIUS)) for q in queries[:300]]
+    merging = index._merging
+    settle = timed(index._settle)
+    print(
+        f"   1,000,000 adds in 100 calls: {sum(bulk):.3f} s (slowest call {max(bulk) * 1000:.2f} ms); "
+        f"300 searches right after: p50 {ms(during, 50):.3f} p99 {ms(during, 99):.3f} ms "
+        f"({'while a merge ran' if merging else 'no merge running'}); merges done {settle:.2f} s later"
     )
     state = index._state
     print(
@@ -335,10 +351,12 @@ def build(size: int, queries: int, seed: int, batch: int) -> tuple[HammingIndex,
     for start in range(0, size, batch):
         chunk = slice(start, start + batch)
         calls.append(timed(lambda: index.add(keys[chunk], stored[chunk])))  # noqa: B023
+    settle = timed(index._settle)
     gc.collect()
     state = index._state
     print(
-        f"   built by {len(calls)} adds of {batch:,}: {sum(calls):.1f} s, slowest add {max(calls):.2f} s; "
+        f"   built by {len(calls)} adds of {batch:,}: {sum(calls):.1f} s (slowest {max(calls):.2f} s), "
+        f"merges done {settle:.1f} s later; "
         f"main {len(state.main):,}, side {len(state.side):,}, buffer {state.delta_size:,}; "
         f"resident growth {(status_bytes('VmRSS') - before) / size:.1f} bytes a hash"
     )
@@ -373,7 +391,7 @@ def main() -> None:
         "(ids included); flat: 16 bytes a hash (codes and ids); "
         f"peak resident {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB"
     )
-    writes(index, args.size + 1, np.random.default_rng(args.seed + 1))
+    writes(index, args.size + 1, np.random.default_rng(args.seed + 1), queries)
     with tempfile.TemporaryDirectory(dir=args.tmp) as folder:
         save_load(index, Path(folder), queries)
     crossover(index, queries[: int(args.queries * QUERY_BUCKETS["uniform"])])

@@ -112,6 +112,7 @@ def test_exact_for_radii_0_to_12_and_larger(
         monkeypatch.setattr(app.index, "SCAN_NS", 1e9)
     index = HammingIndex()
     index.add(keys, codes)
+    index._settle()  # merges run in a thread of their own
     main = index._state.main
     assert len(main) == len(codes) and all(main.bits)  # all in the main tables, indexed
     if path == "chunks":
@@ -154,6 +155,12 @@ def test_every_exact_split_of_the_radius_finds_the_same(
 
 
 @pytest.fixture
+def synchronous_merges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Merges in the writer's thread, so that which part holds what is known after each write."""
+    monkeypatch.setattr(app.index, "BACKGROUND_MERGES", False)
+
+
+@pytest.fixture
 def small_tiers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Merges and the chunk search at small sizes, so small data spreads over every part."""
     monkeypatch.setattr(app.index, "DELTA_MIN", 500)
@@ -162,7 +169,7 @@ def small_tiers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app.index, "SIDE_RATIO", 4)
 
 
-@pytest.mark.usefixtures("small_tiers")
+@pytest.mark.usefixtures("small_tiers", "synchronous_merges")
 def test_exact_across_main_side_buffer_and_removals(
     library: tuple[npt.NDArray[np.int64], Codes, Codes],
 ) -> None:
@@ -175,12 +182,14 @@ def test_exact_across_main_side_buffer_and_removals(
         )
     for key, code in zip(keys[-300:].tolist(), codes[-300:].tolist(), strict=True):
         index.add([key], [code])  # single adds, into the buffer
+    index._settle()
     state = index._state
     assert len(state.main) and len(state.side) and state.delta_size  # every part holds some
     alive = np.ones(len(keys), dtype=np.bool_)
     gone = np.random.default_rng(3).choice(len(keys), 500, replace=False)
     index.remove(keys[gone])
     alive[gone] = False
+    index._settle()
     assert index._state.dead.size  # some still filtered at search time
     assert len(index) == int(alive.sum())
     assert_exact(index, keys[alive], codes[alive], queries, [0, 3, 7, 10, 12, 20, 64])
@@ -189,6 +198,7 @@ def test_exact_across_main_side_buffer_and_removals(
     index.remove(keys[more])
     alive[more] = False
     assert len(index) == int(alive.sum())
+    index._settle()
     assert index._state.dead.size < len(more)
     assert_exact(index, keys[alive], codes[alive], queries, [0, 10, 12, 64])
 
@@ -253,7 +263,7 @@ def test_empty_and_odd_requests() -> None:
         index.add([1, 2], [3])
 
 
-@pytest.mark.usefixtures("small_tiers")
+@pytest.mark.usefixtures("small_tiers", "synchronous_merges")
 def test_save_and_load_round_trip(
     tmp_path: Path, library: tuple[npt.NDArray[np.int64], Codes, Codes]
 ) -> None:
@@ -264,6 +274,7 @@ def test_save_and_load_round_trip(
     index.add(keys[31_000:31_200], codes[31_000:31_200])
     index.add([1 << 40], [int(codes[-1])])  # a wide key
     index.remove(keys[::97])
+    index._settle()
     state = index._state
     assert len(state.main) and len(state.side) and state.delta_size and state.dead.size
     path = tmp_path / "index.snapshot"
@@ -407,3 +418,52 @@ def test_searches_during_writes_see_every_write_before_them_and_nothing_torn() -
     assert errors == []
     (final,) = index.search([target], max_distance=5)
     assert {key for key, _ in final} == expected
+
+
+def test_writes_during_a_merge_return_at_once_and_are_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A merge runs in a thread of its own, on the buffer frozen when it started: adds, removes,
+    searches and a save made meanwhile see everything, and nothing is lost when it is swapped in."""
+    monkeypatch.setattr(app.index, "DELTA_MIN", 500)
+    monkeypatch.setattr(app.index, "DELTA_MAX", 1_000)
+    monkeypatch.setattr(app.index, "MIN_INDEXED", 256)
+    started, release = threading.Event(), threading.Event()
+    merge = app.index._State.merge
+
+    def held_merge(self: app.index._State) -> tuple[_Tables, _Tables, npt.NDArray[np.int64]]:
+        started.set()
+        assert release.wait(30)
+        return merge(self)
+
+    monkeypatch.setattr(app.index._State, "merge", held_merge)
+    rng = np.random.default_rng(13)
+    codes = rng.integers(0, 1 << 64, 6_000, dtype=np.uint64)
+    codes[1::7] = flipped(rng, np.full(len(codes[1::7]), codes[0]), rng.integers(0, 8, len(codes[1::7])))
+    keys = np.arange(1, 6_001, dtype=np.int64)
+    queries = codes[:40:3]
+    index = HammingIndex()
+    index.add(keys[:3_000], codes[:3_000])  # over the buffer's bound: a merge starts, and waits
+    assert started.wait(30)
+    index.add(keys[3_000:3_100], codes[3_000:3_100])  # into a new buffer
+    index.remove([int(keys[5]), int(keys[2_999]), int(keys[3_050]), 10**9])  # frozen, frozen, buffered
+    index.add(keys[3_100:], codes[3_100:])  # a merge is due again, and waits for the running one
+    alive = np.ones(len(keys), dtype=np.bool_)
+    alive[[5, 2_999, 3_050]] = False
+    state = index._state
+    assert len(state.frozen.keys) == 3_000 and state.delta_size == 100 + 2_900 - 1
+    assert len(index) == int(alive.sum())
+    assert_exact(index, keys[alive], codes[alive], queries, [0, 10, 64])
+    index.save(tmp_path / "during")
+    release.set()
+    index._settle()
+    state = index._state
+    assert not len(state.frozen.keys) and not state.delta_size  # both buffers merged
+    assert len(state.main) + len(state.side) == len(keys) - 1  # all but the key removed from the buffer
+    assert len(index) == int(alive.sum())
+    assert_exact(index, keys[alive], codes[alive], queries, [0, 10, 64])
+    loaded = HammingIndex()
+    loaded.load(tmp_path / "during")
+    loaded._settle()
+    assert len(loaded) == int(alive.sum())
+    assert_exact(loaded, keys[alive], codes[alive], queries, [0, 10, 64])
