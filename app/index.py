@@ -148,44 +148,63 @@ class HammingIndex:
     def save(self, path: Path) -> None:
         """Write the index to `path` (docs/index.md describes the format)."""
         state = self._state
-        frozen = state.frozen
+        main_codes, main_keys, frozen = state.main.codes, state.main.keys, state.frozen
+        if frozen.ordered and not len(state.main):  # loaded, its tables still being built
+            main_codes, main_keys, frozen = frozen.codes, frozen.keys, _NO_FROZEN
         gone = _member(state.dead, frozen.keys)  # removed while being merged: left out
         size = state.delta_size
         buffer_keys = np.concatenate([frozen.keys[~gone], state.delta_keys[:size]])
         buffer_codes = np.concatenate([frozen.codes[~gone], state.delta_codes[:size]])
         dead = state.dead[~_member(frozen.members, state.dead)]
         with open(path, "wb") as out:
-            out.write(_HEADER.pack(_MAGIC, len(state.main), len(state.side), len(buffer_keys), dead.size))
-            for tables in (state.main, state.side):
-                _write_section(out, tables.codes, tables.keys)
+            header = _HEADER.pack(_MAGIC, len(main_keys), len(state.side), len(buffer_keys), dead.size)
+            out.write(header)
+            _write_section(out, main_codes, main_keys)
+            _write_section(out, state.side.codes, state.side.keys)
             _write_section(out, buffer_codes, buffer_keys)
             _write_section(out, None, dead)
 
     def load(self, path: Path) -> None:
-        """Replace the contents with an index saved by `save`; ValueError if the file is not one."""
+        """Replace the contents with an index saved by `save`; ValueError if the file is not one.
+
+        It returns once the file is read and checked: the main entries are searched by a scan
+        (as fast as the exhaustive index) while their tables are built in the merging thread,
+        from the very arrays read (sorted as saved), so the load needs no memory beside the index.
+        """
         with open(path, "rb") as source:
             header = source.read(_HEADER.size)
             if len(header) != _HEADER.size or not header.startswith(_MAGIC):
                 raise ValueError(f"{path} does not hold a saved HammingIndex")
             _, main_size, side_size, delta_size, dead_size = _HEADER.unpack(header)
-            main = _Tables.from_sorted(*_read_sorted(source, path, main_size))
-            side = _Tables.from_sorted(*_read_sorted(source, path, side_size))
+            main_codes, main_keys = _read_sorted(source, path, main_size)
+            side_codes, side_keys = _read_sorted(source, path, side_size)
             delta_codes, delta_keys = _read_section(source, path, delta_size, with_codes=True)
             _, dead = _read_section(source, path, dead_size, with_codes=False)
             if source.read(1):
                 raise ValueError(f"{path}: unexpected bytes after the index")
+        members = main_keys.copy()
+        members.sort()
         dead = dead.astype(np.int64)
         if dead.size and (
-            np.any(dead[1:] <= dead[:-1]) or not np.all(main.contains(dead) | side.contains(dead))
+            np.any(dead[1:] <= dead[:-1]) or not np.all(_member(members, dead) | np.isin(dead, side_keys))
         ):
             raise ValueError(f"{path}: its removed keys are not keys of the index")
-        delta_keys = delta_keys.astype(np.int64)
-        ascending = bool(np.all(delta_keys[1:] > delta_keys[:-1]))
-        state = _State(main, side, _NO_FROZEN, dead, delta_keys, delta_codes, delta_size, ascending)
+        frozen = _Frozen(main_keys, main_codes, members, ordered=True)
+        if dead.size and side_size:  # the side's entries go to the buffer, where none is removed
+            gone = np.isin(side_keys, dead)
+            side_keys, side_codes, dead = side_keys[~gone], side_codes[~gone], dead[~np.isin(dead, side_keys)]
+        buffer_keys = np.concatenate([side_keys.astype(np.int64), delta_keys.astype(np.int64)])
+        buffer_codes = np.concatenate([side_codes, delta_codes])
+        ascending = bool(np.all(buffer_keys[1:] > buffer_keys[:-1]))
+        state = _State(_EMPTY, _EMPTY, frozen, dead, buffer_keys, buffer_codes, len(buffer_keys), ascending)
+        del main_codes, main_keys, members, frozen
         with self._writer:
-            self._state = state  # a merge running on the state before is dropped when it ends
+            while self._merging:  # one merge at a time: the one running is for the state replaced
+                self._merged.wait()
+            self._state = state
+            self._merging = True
+            self._start(state)
             del state
-            self._start(self._next_merge())
         _release_freed_memory()
         self._run_merges()
 
@@ -310,15 +329,18 @@ class _Tables:
         return len(self.codes)
 
     @staticmethod
-    def from_sorted(codes: Codes, keys: Keys, *, indexed: bool = True) -> "_Tables":
-        """Tables over entries already sorted by hash."""
+    def from_sorted(
+        codes: Codes, keys: Keys, *, members: Keys | None = None, indexed: bool = True
+    ) -> "_Tables":
+        """Tables over entries already sorted by hash (`members`: their keys sorted, if known)."""
         rotated = []
         for shift in SHIFTS[1:]:
             table = _rotl(codes, shift)
             table.sort()
             rotated.append(table)
-        members = keys.copy()
-        members.sort()
+        if members is None:
+            members = keys.copy()
+            members.sort()
         return _Tables(codes, keys, (rotated[0], rotated[1]), members, indexed=indexed)
 
     @staticmethod
@@ -447,11 +469,13 @@ class _Tables:
 
 
 class _Frozen(NamedTuple):
-    """Buffered entries being merged: still searched (scanned) until the merge is swapped in."""
+    """Entries being merged: still searched (scanned) until the merge is swapped in. The buffer,
+    or, after a load, the main tables' entries (`ordered`: sorted by hash, as saved)."""
 
-    keys: Ints
+    keys: Keys
     codes: Codes
-    members: Ints  # the keys sorted
+    members: Keys  # the keys sorted
+    ordered: bool = False
 
 
 class _State(NamedTuple):
@@ -512,8 +536,11 @@ class _State(NamedTuple):
         they would hold a SIDE_RATIO-th of them; removed keys dropped from the tables rewritten
         (and from the main ones when they are many). Returns the main and side tables and the
         removed keys dropped."""
-        pending, dead = _Tables.build(self.frozen.keys, self.frozen.codes), self.dead
-        pending, dead = pending.without(dead, indexed=False)
+        frozen, dead = self.frozen, self.dead
+        if frozen.ordered:  # loaded: the main tables' arrays, kept as they are
+            pending = _Tables.from_sorted(frozen.codes, frozen.keys, members=frozen.members, indexed=False)
+        else:
+            pending, dead = _Tables.build(frozen.keys, frozen.codes).without(dead, indexed=False)
         side, dead = self.side.without(dead, indexed=False)
         if len(side):
             pending = side.merged(pending, _NO_KEYS, indexed=False)
@@ -522,7 +549,8 @@ class _State(NamedTuple):
         if purge or len(pending) * SIDE_RATIO > len(main):
             if purge:
                 main, dead = main.without(dead, indexed=False)
-            main, side = main.merged(pending, _NO_KEYS), _EMPTY
+            main = main.merged(pending, _NO_KEYS) if len(main) else pending.indexed()
+            side = _EMPTY
         else:
             side = pending.indexed()
         return main, side, np.setdiff1d(self.dead, dead, assume_unique=True)

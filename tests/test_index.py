@@ -467,3 +467,49 @@ def test_writes_during_a_merge_return_at_once_and_are_kept(
     loaded._settle()
     assert len(loaded) == int(alive.sum())
     assert_exact(loaded, keys[alive], codes[alive], queries, [0, 10, 64])
+
+
+def test_a_loaded_index_answers_while_its_tables_are_built(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, library: tuple[npt.NDArray[np.int64], Codes, Codes]
+) -> None:
+    """A load returns once the file is read: the main entries are scanned until the merging thread
+    has built their tables; removals, adds and a save meanwhile are kept."""
+    keys, codes, queries = library
+    monkeypatch.setattr(app.index, "DELTA_MIN", 1_000)
+    saved = HammingIndex()
+    saved.add(keys[:30_000], codes[:30_000])
+    saved._settle()
+    saved.add(keys[30_000:30_500], codes[30_000:30_500])  # in the buffer
+    saved.remove(keys[:300:7])
+    saved.save(tmp_path / "saved")
+    started, release = threading.Event(), threading.Event()
+    merge = app.index._State.merge
+
+    def held_merge(self: app.index._State) -> tuple[_Tables, _Tables, npt.NDArray[np.int64]]:
+        started.set()
+        assert release.wait(30)
+        return merge(self)
+
+    monkeypatch.setattr(app.index._State, "merge", held_merge)
+    index = HammingIndex()
+    index.load(tmp_path / "saved")
+    assert started.wait(30) and index._state.frozen.ordered and not len(index._state.main)
+    alive = np.zeros(len(keys), dtype=np.bool_)
+    alive[:30_500] = True
+    alive[:300:7] = False
+    assert len(index) == int(alive.sum())
+    assert_exact(index, keys[alive], codes[alive], queries, [0, 10, 12])
+    index.remove(keys[1:300:7])  # frozen entries: among the removed keys
+    index.add(keys[30_500:], codes[30_500:])
+    alive[1:300:7] = False
+    alive[30_500:] = True
+    index.save(tmp_path / "meanwhile")
+    release.set()
+    index._settle()
+    assert len(index._state.main) >= 30_000 and not len(index._state.frozen.keys)
+    for loaded in (index, HammingIndex()):
+        if loaded is not index:
+            loaded.load(tmp_path / "meanwhile")
+            loaded._settle()
+        assert len(loaded) == int(alive.sum())
+        assert_exact(loaded, keys[alive], codes[alive], queries, [0, 10, 12, 64])
