@@ -526,9 +526,12 @@ class _State(NamedTuple):
     def frozen_buffer(self) -> "_State":
         """The buffer (and what an earlier, failed merge left frozen) frozen for a merge."""
         size = self.delta_size
-        keys = np.concatenate([self.frozen.keys, self.delta_keys[:size]])
-        codes = np.concatenate([self.frozen.codes, self.delta_codes[:size]])
-        frozen = _Frozen(keys, codes, np.sort(keys))
+        keys, codes = self.delta_keys[:size], self.delta_codes[:size]  # never written again
+        if len(self.frozen.keys):
+            keys = np.concatenate([self.frozen.keys.astype(np.int64), keys])
+            codes = np.concatenate([self.frozen.codes, codes])
+        sorted_keys = keys if self.delta_sorted and not len(self.frozen.keys) else np.sort(keys)
+        frozen = _Frozen(keys, codes, sorted_keys)
         return self._replace(frozen=frozen, delta_keys=_NO_KEYS, delta_codes=_EMPTY_CODES, delta_size=0)
 
     def merge(self) -> tuple["_Tables", "_Tables", Ints]:
