@@ -190,14 +190,11 @@ class HammingIndex:
         ):
             raise ValueError(f"{path}: its removed keys are not keys of the index")
         frozen = _Frozen(main_keys, main_codes, members, ordered=True)
-        if dead.size and side_size:  # the side's entries go to the buffer, where none is removed
-            gone = np.isin(side_keys, dead)
-            side_keys, side_codes, dead = side_keys[~gone], side_codes[~gone], dead[~np.isin(dead, side_keys)]
-        buffer_keys = np.concatenate([side_keys.astype(np.int64), delta_keys.astype(np.int64)])
-        buffer_codes = np.concatenate([side_codes, delta_codes])
-        ascending = bool(np.all(buffer_keys[1:] > buffer_keys[:-1]))
-        state = _State(_EMPTY, _EMPTY, frozen, dead, buffer_keys, buffer_codes, len(buffer_keys), ascending)
-        del main_codes, main_keys, members, frozen
+        side = _Tables.from_sorted(side_codes, side_keys)  # at most a sixteenth of the main
+        delta_keys = delta_keys.astype(np.int64)
+        ascending = bool(np.all(delta_keys[1:] > delta_keys[:-1]))
+        state = _State(_EMPTY, side, frozen, dead, delta_keys, delta_codes, delta_size, ascending)
+        del main_codes, main_keys, members, frozen, side
         with self._writer:
             while self._merging:  # one merge at a time: the one running is for the state replaced
                 self._merged.wait()
@@ -540,10 +537,10 @@ class _State(NamedTuple):
         (and from the main ones when they are many). Returns the main and side tables and the
         removed keys dropped."""
         frozen, dead = self.frozen, self.dead
-        if frozen.ordered:  # loaded: the main tables' arrays, kept as they are
-            pending = _Tables.from_sorted(frozen.codes, frozen.keys, members=frozen.members, indexed=False)
-        else:
-            pending, dead = _Tables.build(frozen.keys, frozen.codes).without(dead, indexed=False)
+        if frozen.ordered:  # loaded: the main tables built from the very arrays read, as they are
+            main = _Tables.from_sorted(frozen.codes, frozen.keys, members=frozen.members)
+            return main, self.side, _NO_KEYS
+        pending, dead = _Tables.build(frozen.keys, frozen.codes).without(dead, indexed=False)
         side, dead = self.side.without(dead, indexed=False)
         if len(side):
             pending = side.merged(pending, _NO_KEYS, indexed=False)
@@ -552,7 +549,7 @@ class _State(NamedTuple):
         if purge or len(pending) * SIDE_RATIO > len(main):
             if purge:
                 main, dead = main.without(dead, indexed=False)
-            main = main.merged(pending, _NO_KEYS) if len(main) else pending.indexed()
+            main = main.merged(pending, _NO_KEYS) if len(main) else pending.indexed()  # no copy
             side = _EMPTY
         else:
             side = pending.indexed()
