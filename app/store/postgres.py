@@ -58,6 +58,8 @@ CONNECT_TIMEOUT_S = 5  # how long a request waits for a connection before it is 
 LOCK_TIMEOUT_MS = 30_000  # how long a writer waits for another process's write block (as SQLite's)
 POOL_SIZE = 10
 _RECONNECT_DELAY_S = 0.5
+# How often the listening thread looks up from its wait to see whether the store is closing.
+_LISTEN_STEP_S = 0.2
 
 
 class PostgresImageStore:
@@ -187,7 +189,7 @@ class PostgresImageStore:
                     conn.execute(f"LISTEN {_CHANNEL}")
                     self._wake()
                     while not self._closing.is_set():
-                        for _ in conn.notifies(timeout=1.0):
+                        for _ in conn.notifies(timeout=_LISTEN_STEP_S):
                             self._wake()
             except psycopg.OperationalError:
                 self._closing.wait(_RECONNECT_DELAY_S)
