@@ -77,6 +77,33 @@ def hashes_to_codes(hashes: Iterable[int] | np.ndarray) -> np.ndarray:
     return values.astype(">u8").view(np.uint8).reshape(-1, HASH_BYTES)
 
 
+class FrozenIndex:
+    """A state of a HammingIndex, saved as it was taken whatever the index does meanwhile
+    (states are immutable)."""
+
+    def __init__(self, state: "_State") -> None:
+        self._state = state
+
+    def save(self, path: Path) -> None:
+        """Write it to `path` (docs/index.md describes the format)."""
+        state = self._state
+        main_codes, main_keys, frozen = state.main.codes, state.main.keys, state.frozen
+        if frozen.ordered and not len(state.main):  # loaded, its tables still being built
+            main_codes, main_keys, frozen = frozen.codes, frozen.keys, _NO_FROZEN
+        gone = _member(state.dead, frozen.keys)  # removed while being merged: left out
+        size = state.delta_size
+        buffer_keys = np.concatenate([frozen.keys[~gone], state.delta_keys[:size]])
+        buffer_codes = np.concatenate([frozen.codes[~gone], state.delta_codes[:size]])
+        dead = state.dead[~_member(frozen.members, state.dead)]
+        with open(path, "wb") as out:
+            header = _HEADER.pack(_MAGIC, len(main_keys), len(state.side), len(buffer_keys), dead.size)
+            out.write(header)
+            _write_section(out, main_codes, main_keys)
+            _write_section(out, state.side.codes, state.side.keys)
+            _write_section(out, buffer_codes, buffer_keys)
+            _write_section(out, None, dead)
+
+
 class HammingIndex:
     """Exact Hamming range search over 64-bit hashes, under the store's integer keys.
 
@@ -147,22 +174,11 @@ class HammingIndex:
 
     def save(self, path: Path) -> None:
         """Write the index to `path` (docs/index.md describes the format)."""
-        state = self._state
-        main_codes, main_keys, frozen = state.main.codes, state.main.keys, state.frozen
-        if frozen.ordered and not len(state.main):  # loaded, its tables still being built
-            main_codes, main_keys, frozen = frozen.codes, frozen.keys, _NO_FROZEN
-        gone = _member(state.dead, frozen.keys)  # removed while being merged: left out
-        size = state.delta_size
-        buffer_keys = np.concatenate([frozen.keys[~gone], state.delta_keys[:size]])
-        buffer_codes = np.concatenate([frozen.codes[~gone], state.delta_codes[:size]])
-        dead = state.dead[~_member(frozen.members, state.dead)]
-        with open(path, "wb") as out:
-            header = _HEADER.pack(_MAGIC, len(main_keys), len(state.side), len(buffer_keys), dead.size)
-            out.write(header)
-            _write_section(out, main_codes, main_keys)
-            _write_section(out, state.side.codes, state.side.keys)
-            _write_section(out, buffer_codes, buffer_keys)
-            _write_section(out, None, dead)
+        self.frozen().save(path)
+
+    def frozen(self) -> "FrozenIndex":
+        """The index as it is now, to save while it goes on changing."""
+        return FrozenIndex(self._state)
 
     def load(self, path: Path) -> None:
         """Replace the contents with an index saved by `save`; ValueError if the file is not one.

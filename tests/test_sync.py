@@ -4,6 +4,7 @@ when it stops following the store."""
 
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from app.config import Settings
 from app.errors import StoreUnavailable
 from app.imaging.hashing import Signature
-from app.index import HammingIndex
+from app.index import FrozenIndex, HammingIndex
 from app.models import NewImage
 from app.service import DoppelService, build_service
 from app.service.matching import SearchOptions
@@ -190,3 +191,42 @@ def test_snapshots_keep_only_the_newest_of_a_store(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [newest.name]
     assert snapshots.latest(at_most=2) == (newest, 2)
     assert snapshots.latest(at_most=1) is None
+
+
+def test_the_index_follows_the_store_while_a_snapshot_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A periodic snapshot (seconds at 100M) is written beside the syncer, not in its way; it holds
+    the index as of the position it was taken at, and the stop writes the final one."""
+    store = MemoryImageStore()
+    snapshots = Snapshots(tmp_path, store.identity)
+    writing = threading.Event()
+    release = threading.Event()
+    real_save = Snapshots.save
+
+    def slow_save(self: Snapshots, index: FrozenIndex | HammingIndex, position: int) -> Path:
+        writing.set()
+        assert release.wait(30)
+        return real_save(self, index, position)
+
+    monkeypatch.setattr(Snapshots, "save", slow_save)
+    with store.writing() as transaction:
+        transaction.add([NewImage(id="first", dhash=1, width=None, height=None)])
+    syncer = IndexSyncer(
+        store, HammingIndex(), interval_s=0.01, snapshots=snapshots, snapshot_interval_s=0.01
+    )
+    syncer.start()
+    try:
+        assert writing.wait(30)
+        with store.writing() as transaction:
+            transaction.add([NewImage(id="later", dhash=2, width=None, height=None)])
+            position = transaction.position
+        assert syncer.wait_for(position, timeout_s=30)
+    finally:
+        release.set()
+        syncer.stop()
+    latest = snapshots.latest(at_most=position)
+    assert latest is not None and latest[1] == position
+    loaded = HammingIndex()
+    loaded.load(latest[0])
+    assert len(loaded) == 2

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import StoreUnavailable
-from app.index import HammingIndex
+from app.index import FrozenIndex, HammingIndex
 from app.store import ImageStore
 
 logger = logging.getLogger("doppel")
@@ -48,7 +48,7 @@ class Snapshots:
         ]
         return max(usable, key=lambda item: item[1], default=None)
 
-    def save(self, index: HammingIndex, position: int) -> Path:
+    def save(self, index: HammingIndex | FrozenIndex, position: int) -> Path:
         """Write a snapshot of `index` at `position`; older ones of this store are removed."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{self._prefix}{position:020d}.faiss"
@@ -98,6 +98,7 @@ class IndexSyncer:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._saver: threading.Thread | None = None
         self._failing = False
 
     def start(self) -> None:
@@ -114,8 +115,10 @@ class IndexSyncer:
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        if self._saver is not None:
+            self._saver.join()
         if self._synced_at is not None:
-            self._save_snapshot()
+            self._save_snapshot(self.index.frozen(), self.position)
 
     def wake(self) -> None:
         """Look for changes now instead of at the next poll."""
@@ -185,15 +188,25 @@ class IndexSyncer:
                 logger.info("the index follows the store again, at log position %d", self.position)
                 self._failing = False
             if self._snapshot_interval_s and time.monotonic() - self._saved_at >= self._snapshot_interval_s:
-                self._save_snapshot()
+                self._start_saving()
 
-    def _save_snapshot(self) -> None:
+    def _start_saving(self) -> None:
+        """Save a snapshot in a thread of its own: at 100M images it takes seconds, which the
+        log's followers (readiness, writers waiting for their position) must not wait."""
         self._saved_at = time.monotonic()
-        if self._snapshots is None or self._saved_position == self.position or self.position == 0:
+        if self._saver is not None and self._saver.is_alive():
+            return
+        # Taken here, in the only thread that changes the index: the state and its position agree.
+        args = (self.index.frozen(), self.position)
+        self._saver = threading.Thread(target=self._save_snapshot, args=args, name="doppel-index-snapshot")
+        self._saver.start()
+
+    def _save_snapshot(self, index: FrozenIndex, position: int) -> None:
+        if self._snapshots is None or self._saved_position == position or position == 0:
             return
         try:
-            self._snapshots.save(self.index, self.position)
+            self._snapshots.save(index, position)
         except OSError as exc:  # a full or read-only disk costs a slower start, nothing else
             logger.warning("index snapshot not saved: %s", exc)
             return
-        self._saved_position = self.position
+        self._saved_position = position
