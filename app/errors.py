@@ -61,6 +61,11 @@ class StoreUnavailable(DoppelError):
     Nothing acknowledged is lost."""
 
 
+class StoreFull(DoppelError):
+    """The store has no room left (its disk, or the database's): writes that add are refused until
+    space is freed; reads and deletes still work. Nothing acknowledged is lost."""
+
+
 class UnsupportedBody(DoppelError):
     """The request body is in a form the operation does not take (e.g. neither JSON nor multipart)."""
 

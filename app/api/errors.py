@@ -24,6 +24,7 @@ STATUS_OF: dict[type[errors.DoppelError], int] = {
     errors.DuplicateImage: 409,
     errors.UnsupportedBody: 415,
     errors.StoreUnavailable: 503,
+    errors.StoreFull: 507,
 }
 # A refusal names at most this many faults, each in at most this many characters, and never
 # echoes the input: a 40 MB body refused item by item must not come back as a 40 MB answer.
@@ -44,8 +45,10 @@ ERROR_MEANING: dict[int, str] = {
     415: "Not an image, or a format Doppel does not read.",
     422: "A damaged image, or a missing or malformed field or parameter.",
     503: "The database is out of reach, or this replica's index lags it; retry (see Retry-After).",
+    507: "The store is full (no space left on its disk); nothing was stored. Deletes still work.",
 }
 UPLOAD_ERRORS = (400, 413, 415, 422)
+WRITE_ERRORS = (*UPLOAD_ERRORS, 507)
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 

@@ -68,8 +68,8 @@ class ImageStore(Protocol):
     """Durable image records and their change log. Implementations: SQLiteImageStore,
     PostgresImageStore, MemoryImageStore (one process, nothing kept).
 
-    Every method may raise StoreUnavailable when the database cannot be reached; nothing
-    acknowledged is lost then.
+    Every method may raise StoreUnavailable when the database cannot be reached, and a write
+    StoreFull when the store has no room left; nothing acknowledged is lost then.
     """
 
     @property
@@ -83,7 +83,8 @@ class ImageStore(Protocol):
 
         The block's writes commit together when it ends, and are all rolled back when it raises.
         Inside it no other writer, in any process, can commit: a duplicate check made there, once
-        the index has caught up to `head`, sees every earlier write.
+        the index has caught up to `head`, sees every earlier write. A block that only deletes is
+        committed even when the store is full, as far as the store can make room for it.
         """
         ...
 

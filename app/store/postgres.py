@@ -1,6 +1,7 @@
 """PostgreSQL store: one database that several replicas share. Writers take the log head's row lock,
 readers read committed data beside them, and LISTEN/NOTIFY wakes the other replicas."""
 
+import logging
 import secrets
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Json
 from psycopg_pool import ConnectionPool
 
-from app.errors import ImageExists, StoreUnavailable
+from app.errors import ImageExists, StoreFull, StoreUnavailable
 from app.models import ImageRecord, NewImage
 from app.store.base import Changes, Wake, refuse_repeated_ids
 from app.store.columns import COLUMNS, now_micros, record_of_new, record_of_row, row_of
@@ -60,6 +61,8 @@ POOL_SIZE = 10
 _RECONNECT_DELAY_S = 0.5
 # How often the listening thread looks up from its wait to see whether the store is closing.
 _LISTEN_STEP_S = 0.2
+
+logger = logging.getLogger("doppel")
 
 
 class PostgresImageStore:
@@ -260,9 +263,16 @@ class _PostgresWrite:
 @contextmanager
 def _reaching(where: str) -> Iterator[None]:
     """The server away, a connection lost mid-query, no pooled connection in time (PoolTimeout is an
-    OperationalError): a 503 the client may retry. What failed was not committed."""
+    OperationalError): a 503 the client may retry. A full disk (SQLSTATE 53100): a 507. What failed
+    was not committed."""
     try:
         yield
+    except psycopg.errors.DiskFull as exc:
+        logger.error("the store %s is full: %s", where, _reason(exc))
+        raise StoreFull(
+            f"the store is full: the database at {where} has no room left ({_reason(exc)}); nothing "
+            "was stored. Delete images or free space on the database server's disk."
+        ) from exc
     except psycopg.errors.LockNotAvailable as exc:
         raise StoreUnavailable(
             f"the database at {where} is locked by another writer: {_reason(exc)}"

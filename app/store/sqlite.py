@@ -2,17 +2,19 @@
 lock (BEGIN IMMEDIATE), readers read committed data beside them."""
 
 import json
+import logging
+import os
 import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.errors import ImageExists, StoreUnavailable
+from app.errors import ImageExists, StoreFull, StoreUnavailable
 from app.models import ImageRecord, Metadata, NewImage
 from app.store.base import Changes, StoreUnusable, Wake, refuse_repeated_ids
 from app.store.columns import COLUMNS, now_micros, record_of_new, record_of_row, row_of
@@ -45,6 +47,15 @@ _TABLES = {"images", "log_head", "tombstones"}
 _INSERT = f"INSERT INTO images ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # How long a writer waits for another process's write transaction before giving up (503).
 BUSY_TIMEOUT_MS = 30_000
+# Room held on the store's disk for deletes: a delete appends to the write-ahead log as any write
+# does, so on a full disk it needs room too. A file of this size beside the database is given up to
+# the delete that finds the disk full (room for thousands of deletes and a checkpoint of the log,
+# whose automatic checkpoints start at 4 MiB), and made again once the disk has room. Until then
+# additions may only fill the room deletes freed inside the database, never grow it into the
+# reserve's room.
+RESERVE_BYTES = 8 * 1024 * 1024
+
+logger = logging.getLogger("doppel")
 
 
 class SQLiteImageStore:
@@ -56,6 +67,7 @@ class SQLiteImageStore:
         except OSError as exc:
             raise StoreUnusable(f"the data folder {path.parent} cannot be used: {exc.strerror}") from exc
         self.path = path
+        self._reserve = _Reserve(path.with_name(f"{path.name}-reserve"))
         # Writes go through one connection (the lock serialises this process's writers; the file's
         # lock, the other processes'). Reads use a connection per thread, so they never wait for
         # a write transaction, which may be held while the index catches up.
@@ -68,11 +80,14 @@ class SQLiteImageStore:
         except sqlite3.DatabaseError as exc:
             raise StoreUnusable(f"the database {path} cannot be used: {_why(exc)}") from exc
         try:
-            with _unavailable(path):
-                self._check()
+            with _store_errors(path):
+                complete = self._check()
                 self._writer.execute("PRAGMA journal_mode=WAL")
-                self._create_schema()
+                if not complete:  # nothing written at the start of a store that has it: its disk may be full
+                    self._create_schema()
                 self.identity: str = self._writer.execute("SELECT identity FROM log_head").fetchone()[0]
+                self._max_pages: int = self._writer.execute("PRAGMA max_page_count").fetchone()[0]
+            self._reserve.hold()
         except sqlite3.DatabaseError as exc:
             self._writer.close()
             raise StoreUnusable(f"the database {path} cannot be used: {_why(exc)}") from exc
@@ -80,8 +95,9 @@ class SQLiteImageStore:
             self._writer.close()
             raise
 
-    def _check(self) -> None:
-        """Refuse a file written by a newer Doppel, another application's database, or a damaged one."""
+    def _check(self) -> bool:
+        """Refuse a file written by a newer Doppel, another application's database, or a damaged one.
+        Whether the schema is all there."""
         (version,) = self._writer.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
             raise StoreUnusable(
@@ -102,9 +118,10 @@ class SQLiteImageStore:
             )
         if _truncated(self.path):
             raise StoreUnusable(f"the database {self.path} is damaged: shorter than its header says")
+        return version == SCHEMA_VERSION and tables == _TABLES
 
     def _connect(self) -> sqlite3.Connection:
-        with _unavailable(self.path):
+        with _store_errors(self.path):
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA synchronous=FULL")
@@ -125,12 +142,40 @@ class SQLiteImageStore:
 
     @contextmanager
     def writing(self) -> Iterator["_SQLiteWrite"]:
-        with self._write_lock, _unavailable(self.path), _Transaction(self._writer):
-            head = int(self._writer.execute("SELECT position FROM log_head").fetchone()[0])
-            write = _SQLiteWrite(self._writer, head)
-            yield write
-            if write.position != head:
-                self._writer.execute("UPDATE log_head SET position = ?", (write.position,))
+        with self._write_lock, _store_errors(self.path):
+            may_grow = self._reserve.hold()
+            write = None
+            try:
+                with _Transaction(self._writer):
+                    write = _SQLiteWrite(self._writer, self._head(), may_grow=may_grow)
+                    yield write
+                    write.ended = True
+                    self._end(write)
+            except sqlite3.OperationalError as exc:
+                # Only a block that ran to its end and only deleted is done again (the caller's
+                # block cannot be): its commit found the disk full, and now has the reserve's room.
+                if not (_is_full(exc) and write is not None and write.ended and write.only_deletes):
+                    raise
+                if not self._reserve.release():
+                    raise
+                logger.warning("the disk of %s is full: its reserve is given up to a delete", self.path)
+                with _Transaction(self._writer):
+                    write.redo(self._head())
+                    self._end(write)
+                # Copy the log into the database, so that the next writes reuse the log's room. The
+                # delete is committed: a checkpoint that cannot be made now is made later.
+                with suppress(sqlite3.Error):
+                    self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                if not may_grow:
+                    self._writer.execute(f"PRAGMA max_page_count = {self._max_pages}")
+
+    def _head(self) -> int:
+        return int(self._writer.execute("SELECT position FROM log_head").fetchone()[0])
+
+    def _end(self, write: "_SQLiteWrite") -> None:
+        if write.position != write.head:
+            self._writer.execute("UPDATE log_head SET position = ?", (write.position,))
 
     def head(self) -> int:
         return int(self._read("SELECT position FROM log_head")[0][0])
@@ -195,7 +240,7 @@ class SQLiteImageStore:
             self._idle_readers.clear()
 
     def _read(self, sql: str, parameters: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        with _unavailable(self.path), self._reader() as reader:
+        with _store_errors(self.path), self._reader() as reader:
             return reader.execute(sql, parameters).fetchall()
 
     @contextmanager
@@ -218,10 +263,25 @@ class SQLiteImageStore:
 class _SQLiteWrite:
     """WriteTransaction on the writer connection, inside BEGIN IMMEDIATE."""
 
-    def __init__(self, db: sqlite3.Connection, head: int) -> None:
+    def __init__(self, db: sqlite3.Connection, head: int, *, may_grow: bool) -> None:
         self._db = db
+        self._may_grow = may_grow  # False: the reserve is given up, additions fit in the file as it is
         self.head = head
         self.position = head
+        self.ended = False  # the block ran to its end: what is left is the commit
+        self._deleted: list[str] | None = []  # the ids deleted, while nothing is added
+
+    @property
+    def only_deletes(self) -> bool:
+        return self._deleted is not None
+
+    def redo(self, head: int) -> None:
+        """Make this block's deletes again, in a new transaction whose log starts at `head`."""
+        assert self._deleted is not None
+        deleted, self._deleted = self._deleted, []
+        self.head = self.position = head
+        for image_id in deleted:
+            self.delete(image_id)
 
     def add(self, images: list[NewImage]) -> list[ImageRecord]:
         refuse_repeated_ids(images)
@@ -239,6 +299,8 @@ class _SQLiteWrite:
         if row is None:
             return None
         old = _record(row)
+        if self._deleted is not None:
+            self._deleted.append(image_id)
         self.position += 1
         self._db.execute("DELETE FROM images WHERE key = ?", (old.key,))
         self._db.execute("INSERT INTO tombstones (position, key) VALUES (?, ?)", (self.position, old.key))
@@ -254,6 +316,10 @@ class _SQLiteWrite:
     def _insert(self, images: list[NewImage]) -> list[ImageRecord]:
         # One executemany with the keys assigned here: a batch of 10,000 rows is one statement,
         # not 10,000 round trips through the sqlite3 module.
+        self._deleted = None
+        if not self._may_grow:
+            (pages,) = self._db.execute("PRAGMA page_count").fetchone()
+            self._db.execute(f"PRAGMA max_page_count = {pages}")
         created_at = now_micros()
         first_key = self.position + 1
         self.position += len(images)
@@ -278,34 +344,89 @@ class _Transaction:
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is not None:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+            self._roll_back()
             return
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error:
             # A failed COMMIT (disk full, I/O error) can leave the transaction open; every later
             # BEGIN would then fail. Roll back so that only this write is lost, and say so.
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+            self._roll_back()
             raise
+
+    def _roll_back(self) -> None:
+        # SQLite may have rolled back by itself (it does on a full disk); a ROLLBACK that fails must
+        # not hide the error that caused it, which is the one to report.
+        if self._db.in_transaction:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+
+
+class _Reserve:
+    """RESERVE_BYTES held on the store's disk in a file of their own, given up when a delete finds
+    the disk full. Every process on the store shares the one file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def hold(self) -> bool:
+        """Make the file if it is missing and the disk has room for it; whether it is there."""
+        if self.path.exists():
+            return True
+        # Made under a name of this process's and then renamed: a half-made file is never taken
+        # for the reserve.
+        making = self.path.with_name(f"{self.path.name}.{os.getpid()}")
+        try:
+            descriptor = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.posix_fallocate(descriptor, 0, RESERVE_BYTES)
+            finally:
+                os.close(descriptor)
+            os.replace(making, self.path)
+        except OSError:
+            making.unlink(missing_ok=True)
+            return False
+        return True
+
+    def release(self) -> bool:
+        """Give the room back to the disk; whether there was any to give."""
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
 
 @contextmanager
-def _unavailable(path: Path) -> Iterator[None]:
-    """A file locked by another process for longer than the busy timeout is a 503, not a 500."""
+def _store_errors(path: Path) -> Iterator[None]:
+    """A file locked by another process for longer than the busy timeout is a 503, a full disk (or
+    database) a 507, not a 500."""
     try:
         yield
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
             raise StoreUnavailable(f"the database {path} is locked by another writer: {exc}") from exc
+        if _is_full(exc):
+            logger.error("the store %s is full: %s", path, exc)
+            raise StoreFull(
+                f"the store is full: the database {path} has no room left ({exc}); nothing was "
+                "stored. Delete images or free space on its disk."
+            ) from exc
         raise
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL
 
 
 def _truncated(path: Path) -> bool:
     """Whether the file is shorter than the size its header records (a cut copy, a partial
     restore). A check of every page (PRAGMA quick_check) would read the whole file at every start:
-    seconds at 10M images."""
+    seconds at 10M images. With a write-ahead log beside it, the file may rightly be shorter: a
+    checkpoint cut short (by a full disk, a crash) leaves pages in the log, where SQLite reads them."""
+    wal = path.with_name(f"{path.name}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return False
     with path.open("rb") as handle:
         header = handle.read(100)
     if len(header) < 100:

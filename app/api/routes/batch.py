@@ -68,6 +68,7 @@ _REQUEST_BODY: dict[str, Any] = {
             (413, "The body, or files in it, over the limits; nothing stored."),
             (415, "Not JSON or multipart, or files that are not images; nothing stored."),
             (422, "Bad or damaged items, or refusals of several kinds; nothing stored."),
+            (507, "The store is full; nothing stored."),
         )
     },
 )

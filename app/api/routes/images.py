@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import ServiceDep, SettingsDep
-from app.api.errors import UPLOAD_ERRORS, error_responses
+from app.api.errors import WRITE_ERRORS, error_responses
 from app.api.params import FileField, IdField, IdPath, MetadataField, SearchOptionsDep
 from app.api.schemas import DuplicateOut, DuplicatesOut, ImageCreated, ImageOut, PageOut, matches_out
 from app.api.uploads import read_upload
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/images", tags=["images"])
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ImageCreated,
-    responses=error_responses(*UPLOAD_ERRORS)
+    responses=error_responses(*WRITE_ERRORS)
     | {
         409: {
             "model": DuplicateOut,
@@ -63,7 +63,7 @@ async def add_image(
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": ImageCreated, "description": "Replaced the image under this id."},
-        **error_responses(*UPLOAD_ERRORS),
+        **error_responses(*WRITE_ERRORS),
     },
 )
 async def put_image(
