@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,9 +23,12 @@ STOP_TIMEOUT_S = 120.0
 class LiveServer:
     """One run of the server process; its whole output (stdout and stderr) is kept in `log`."""
 
-    def __init__(self, data_dir: Path, *, workers: int = 1, **settings: str) -> None:
+    def __init__(
+        self, data_dir: Path, *, workers: int = 1, under: Sequence[str] = (), **settings: str
+    ) -> None:
         """`python main.py` on `data_dir` with the given DOPPEL_ settings, or with `workers` > 1,
-        `uvicorn main:app --workers N` (each worker a process of its own)."""
+        `uvicorn main:app --workers N` (each worker a process of its own); run by the command
+        `under` if given (which ends by running the command given after its own arguments)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOPPEL_")}
         env |= {"DOPPEL_HOST": "127.0.0.1", "DOPPEL_PORT": "0", "DOPPEL_DATA_DIR": str(data_dir)}
         env |= {f"DOPPEL_{name.upper()}": value for name, value in settings.items()}
@@ -32,6 +36,7 @@ class LiveServer:
         if workers > 1:
             command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", "0"]
             command += ["--workers", str(workers)]
+        command = [*under, *command]
         self._startups_expected = workers
         self.process = subprocess.Popen(
             command,
