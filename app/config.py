@@ -75,6 +75,10 @@ class Settings(BaseSettings):
         "`X-API-Key: KEY`. Set it whenever the port is reachable beyond localhost.",
     )
 
+    metrics_public: bool = Field(
+        False, description="When true, GET /metrics needs no API key (for a scraper on a trusted network)."
+    )
+
     @field_validator("api_key")
     @classmethod
     def _key_fits_in_a_header(cls, key: SecretStr | None) -> SecretStr | None:

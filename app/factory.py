@@ -5,13 +5,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from threadpoolctl import threadpool_limits
 from uvicorn.logging import DefaultFormatter
 
 from app.api.auth import ApiKeyGuard, document_api_key
 from app.api.errors import register_exception_handlers
+from app.api.metrics import RequestMetrics
 from app.api.responses import JSONLine
-from app.api.routes import batch, health, images, search
+from app.api.routes import batch, health, images, metrics, search
 from app.api.uploads import FORM_OVERHEAD_BYTES, BodySizeLimit
 from app.config import Settings
 from app.service import DoppelService, build_service
@@ -20,6 +22,10 @@ DESCRIPTION = (
     "Duplicate-image detection. Each image gets a 64-bit difference hash (dHash); images whose "
     "hashes differ in at most `max_distance` bits (default 10) are duplicates."
 )
+# The API docs, served with their scripts and styles from the fastapi-offline package (no CDN).
+DOCS_URL = "/docs"
+REDOC_URL = "/redoc"
+DOCS_ASSETS_URL = "/docs-assets"
 
 
 def create_app(settings: Settings | None = None, service: DoppelService | None = None) -> FastAPI:
@@ -44,13 +50,18 @@ def create_app(settings: Settings | None = None, service: DoppelService | None =
             started.close()
             blas_threads.restore_original_limits()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="Doppel",
         summary="Have we seen this picture before?",
         description=DESCRIPTION,
         version="1.0.0",
         lifespan=lifespan,
         default_response_class=JSONLine,
+        docs_url=DOCS_URL,
+        redoc_url=REDOC_URL,
+        static_url=DOCS_ASSETS_URL,
+        # No badge fetched from swagger.io's online validator.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     register_exception_handlers(app)
@@ -61,15 +72,26 @@ def create_app(settings: Settings | None = None, service: DoppelService | None =
     )
     if settings.api_key is not None:
         # Open without the key: liveness probes, and the API's description (no data behind it).
-        docs = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
+        docs = (app.openapi_url, DOCS_URL, app.swagger_ui_oauth2_redirect_url, REDOC_URL)
         open_paths = {"/health", "/health/live", "/health/ready"} | {path for path in docs if path}
-        # Added last, so it runs first: a request without the key is refused before its body is read.
-        app.add_middleware(ApiKeyGuard, api_key=settings.api_key.get_secret_value(), open_paths=open_paths)
+        if settings.metrics_public:
+            open_paths.add("/metrics")
+        # Added after the others, so it runs before them: a request without the key is refused
+        # before its body is read.
+        app.add_middleware(
+            ApiKeyGuard,
+            api_key=settings.api_key.get_secret_value(),
+            open_paths=open_paths,
+            open_folders=[DOCS_ASSETS_URL],
+        )
         document_api_key(app, open_paths)
+    # Last, so it runs first: it counts the requests the others refuse too.
+    app.add_middleware(RequestMetrics)
     app.include_router(batch.router)  # before images.router, whose /images/{image_id} paths are broader
     app.include_router(images.router)
     app.include_router(search.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app
 
 

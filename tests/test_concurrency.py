@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo, search, upload
+from prometheus_client import CollectorRegistry, Histogram
 
 from app.imaging.hashing import ImageHashes, hash_image_bytes
 from app.service import uploads as hasher_module
@@ -79,9 +80,21 @@ def test_no_more_decodes_at_once_than_the_setting(monkeypatch: pytest.MonkeyPatc
         return real_hash(data, max_pixels=max_pixels)
 
     monkeypatch.setattr(hasher_module, "hash_image_bytes", slow_hash)
-    hasher = hasher_module.UploadHasher(max_pixels=10**6, max_concurrent_decodes=slots)
+    registry = CollectorRegistry()
+    hashing = Histogram("hash_seconds", "", registry=registry)
+    waits = Histogram("wait_seconds", "", registry=registry)
+    hasher = hasher_module.UploadHasher(
+        max_pixels=10**6, max_concurrent_decodes=slots, hash_seconds=hashing, decode_wait_seconds=waits
+    )
     data = encode(make_photo(2, (64, 48)))
     with ThreadPoolExecutor(max_workers=8) as pool:
         uploads = list(pool.map(lambda _: hasher.hash(data), range(8)))
     assert most == slots
     assert len({upload.hashes.dhash for upload in uploads}) == 1
+    # Every decode is timed, and the uploads that found every slot taken waited for one.
+    assert registry.get_sample_value("hash_seconds_count") == 8
+    assert (registry.get_sample_value("hash_seconds_sum") or 0) >= 8 * 0.05
+    assert registry.get_sample_value("wait_seconds_count") == 8
+    assert (
+        registry.get_sample_value("wait_seconds_sum") or 0
+    ) >= 0.05  # the last ones waited a decode or more

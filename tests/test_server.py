@@ -5,6 +5,7 @@ Timeouts only stop a hung run; nothing here asserts on time.
 """
 
 import json
+import os
 import select
 import signal
 import socket
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import encode, make_photo
-from live_server import LiveServer
+from live_server import REPO, LiveServer
 
 from app.api.uploads import FORM_OVERHEAD_BYTES
 from app.config import MIB
@@ -185,6 +186,23 @@ def test_sigterm_finishes_the_request_in_flight_and_closes_the_store(tmp_path: P
     assert not (tmp_path / f"{DATABASE}-wal").exists()
     with LiveServer(tmp_path) as again:
         assert httpx.get(f"{again.url}/images/in-flight", timeout=IO_TIMEOUT_S).status_code == 200
+
+
+# --- the start log -----------------------------------------------------------------------------
+
+
+def test_the_start_log_names_the_store_by_its_absolute_path_and_counts_its_images(tmp_path: Path) -> None:
+    # A path relative to the folder the server starts in (the repository) is logged resolved.
+    relative = os.path.relpath(tmp_path / "store.sqlite3", REPO)
+    assert not Path(relative).is_absolute()
+    opened = f"store {tmp_path.resolve() / 'store.sqlite3'} opened: "
+    with LiveServer(tmp_path, database_url=f"sqlite:///{relative}") as server:
+        assert f"{opened}0 images" in server.log
+        for n in (1, 2):
+            response = httpx.post(f"{server.url}/images", files={"file": photo(n)}, timeout=IO_TIMEOUT_S)
+            assert response.status_code == 201
+    with LiveServer(tmp_path, database_url=f"sqlite:///{relative}") as again:
+        assert f"{opened}2 images" in again.log
 
 
 # --- upload limits while streaming ------------------------------------------------------------

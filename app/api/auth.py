@@ -31,18 +31,22 @@ _SECURITY_SCHEMES = {
 class ApiKeyGuard:
     """ASGI middleware answering 401 to HTTP requests without the key, before reading their body.
 
-    The key is accepted as `Authorization: Bearer KEY` or `X-API-Key: KEY`. Paths in `open_paths`
-    need no key.
+    The key is accepted as `Authorization: Bearer KEY` or `X-API-Key: KEY`. Paths in `open_paths`,
+    and those under `open_folders`, need no key.
     """
 
-    def __init__(self, app: ASGIApp, api_key: str, open_paths: Collection[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, api_key: str, open_paths: Collection[str], open_folders: Collection[str] = ()
+    ) -> None:
         self.app = app
         # Digests are compared, so the comparison takes the same time whatever the length sent.
         self._digest = _digest(api_key.encode("ascii"))
         self.open_paths = frozenset(open_paths)
+        self.open_prefixes = tuple(f"{folder.rstrip('/')}/" for folder in open_folders)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in self.open_paths or path.startswith(self.open_prefixes):
             await self.app(scope, receive, send)
             return
         offered = _offered_keys(scope["headers"])

@@ -9,6 +9,7 @@ from app.index import HammingIndex
 from app.models import ImageRecord, Page
 from app.service.ingest import Ingest
 from app.service.matching import Matching
+from app.service.metrics import Metrics
 from app.service.sync import IndexSyncer, Snapshots
 from app.service.uploads import UploadHasher
 from app.store import ImageStore, open_store
@@ -21,11 +22,14 @@ class DoppelService:
     """Images in the store (the system of record) and their hashes in this process's index (a
     copy of it that follows its log). `start` loads the index; `close` saves it and lets go."""
 
-    def __init__(self, store: ImageStore, syncer: IndexSyncer, ingest: Ingest, matching: Matching) -> None:
+    def __init__(
+        self, store: ImageStore, syncer: IndexSyncer, ingest: Ingest, matching: Matching, metrics: Metrics
+    ) -> None:
         self.store = store
         self.syncer = syncer
         self.ingest = ingest
         self.matching = matching
+        self.metrics = metrics
 
     def start(self) -> None:
         self.syncer.start()
@@ -76,10 +80,14 @@ def build_service(settings: Settings, store: ImageStore | None = None) -> Doppel
         snapshots=snapshots,
         snapshot_interval_s=settings.snapshot_interval_s,
     )
+    metrics = Metrics(index, store)
     hasher = UploadHasher(
-        max_pixels=settings.max_pixels, max_concurrent_decodes=settings.max_concurrent_decodes
+        max_pixels=settings.max_pixels,
+        max_concurrent_decodes=settings.max_concurrent_decodes,
+        hash_seconds=metrics.hash_seconds,
+        decode_wait_seconds=metrics.decode_wait_seconds,
     )
     matching = Matching(
         store, index, hasher, max_distance=settings.max_distance, confirm_distance=settings.confirm_distance
     )
-    return DoppelService(store, syncer, Ingest(store, syncer, matching, hasher), matching)
+    return DoppelService(store, syncer, Ingest(store, syncer, matching, hasher), matching, metrics)

@@ -118,6 +118,10 @@ class ImageStore(Protocol):
         """Number of stored records."""
         ...
 
+    def size_bytes(self) -> int:
+        """Bytes the store takes on disk (0 for one that keeps nothing)."""
+        ...
+
     def on_change(self, wake: "Wake") -> None:
         """Call `wake()` soon after another process commits a write, where the store can tell
         (PostgreSQL: LISTEN/NOTIFY); a store that cannot does nothing, and readers poll head()."""

@@ -71,6 +71,9 @@ class MemoryImageStore:
     def count(self) -> int:
         return len(self._by_id)
 
+    def size_bytes(self) -> int:
+        return 0
+
     def on_change(self, wake: Wake) -> None:
         """One process: its own writes wake its index."""
 

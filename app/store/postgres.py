@@ -162,6 +162,17 @@ class PostgresImageStore:
         with self._connection() as conn:
             return int(_one(conn.execute("SELECT count(*) FROM images"))[0])
 
+    def size_bytes(self) -> int:
+        """The tables with their indexes and TOAST (pg_total_relation_size)."""
+        with self._connection() as conn:
+            (size,) = _one(
+                conn.execute(
+                    "SELECT pg_total_relation_size('images') + pg_total_relation_size('log_head')"
+                    " + pg_total_relation_size('tombstones')"
+                )
+            )
+        return int(size)
+
     def on_change(self, wake: Wake) -> None:
         """LISTEN on a connection of its own, in a thread that wakes on every notification."""
         self._wakes.append(wake)

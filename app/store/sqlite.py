@@ -224,6 +224,11 @@ class SQLiteImageStore:
     def count(self) -> int:
         return int(self._read("SELECT count(*) FROM images")[0][0])
 
+    def size_bytes(self) -> int:
+        """The database file and its write-ahead log."""
+        files = (self.path, self.path.with_name(f"{self.path.name}-wal"))
+        return sum(path.stat().st_size for path in files if path.exists())
+
     def on_change(self, wake: Wake) -> None:
         """SQLite cannot tell: readers poll head()."""
 
