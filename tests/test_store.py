@@ -322,6 +322,16 @@ def test_describe_names_the_store(store: ImageStore) -> None:
     assert store.describe()
 
 
+def test_size_bytes_grows_with_what_is_stored(database: Database) -> None:
+    store = database.open()
+    before = store.size_bytes()
+    add(store, *(image(f"i{n}", n, metadata={"pad": "x" * 1000}) for n in range(300)))
+    if database.persistent:
+        assert store.size_bytes() >= before + 300 * 1000
+    else:
+        assert store.size_bytes() == 0  # a memory store keeps nothing on disk
+
+
 def test_postgres_describe_leaves_out_the_password(postgres_url: str) -> None:
     # Trust authentication: the server accepts the URL and ignores its password.
     user, at, rest = postgres_url.partition("://")[2].rpartition("@")
