@@ -225,9 +225,12 @@ class SQLiteImageStore:
         return int(self._read("SELECT count(*) FROM images")[0][0])
 
     def size_bytes(self) -> int:
-        """The database file and its write-ahead log."""
-        files = (self.path, self.path.with_name(f"{self.path.name}-wal"))
-        return sum(path.stat().st_size for path in files if path.exists())
+        """The database file and its write-ahead log (which the last process to close removes)."""
+        total = 0
+        for path in (self.path, self.path.with_name(f"{self.path.name}-wal")):
+            with suppress(FileNotFoundError):
+                total += path.stat().st_size
+        return total
 
     def on_change(self, wake: Wake) -> None:
         """SQLite cannot tell: readers poll head()."""
