@@ -99,7 +99,13 @@ def test_the_whole_corpus_on_one_service(settings: Settings) -> None:
         assert upload(client, PHOTO, "after").status_code == 201
         found = client.post("/search", files={"file": ("f", PHOTO)}).json()["matches"]
         assert [m["id"] for m in found] == ["after"]
-    store_files = {"doppel.sqlite3", "doppel.sqlite3-wal", "doppel.sqlite3-shm", "snapshots"}
+    store_files = {
+        "doppel.sqlite3",
+        "doppel.sqlite3-wal",
+        "doppel.sqlite3-shm",
+        "doppel.sqlite3-reserve",
+        "snapshots",
+    }
     assert {p.name for p in settings.data_dir.iterdir()} <= store_files
 
 
