@@ -20,6 +20,9 @@ class NewImage:
     dhash_vertical: int | None = None  # orientation variants of a stored image need it
     dct_hash: int | None = None  # confirms dHash candidates
     sha256: str | None = None  # hex digest of the uploaded file's bytes
+    # The version of Doppel's hashing (app/imaging HASHING_VERSION) the hashes come from, or are
+    # comparable with (a hash-only batch)
+    hashing_version: int = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,7 @@ class ImageRecord:
     dhash_vertical: int | None = None
     dct_hash: int | None = None
     sha256: str | None = None
+    hashing_version: int = field(kw_only=True)
 
 
 class Orientation(StrEnum):
@@ -86,6 +90,9 @@ class HashItem:
     hash: str  # the dHash as 16 hex digits
     id: str | None = None  # generated when None
     metadata: Metadata = field(default_factory=dict)
+    vertical_hash: str | None = None
+    dct_hash: str | None = None
+    hashing_version: int | None = None  # None: the current one
 
 
 @dataclass(frozen=True, slots=True)

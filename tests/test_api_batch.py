@@ -148,7 +148,7 @@ def test_a_large_refused_batch_is_answered_briefly_without_its_input(client: Tes
         "index": 0,
         "id": None,
         "status": 422,
-        "reason": "hash must be 16 hex digits (a 64-bit dHash), got 5000 characters",
+        "reason": "hash must be 16 hex digits (a 64-bit hash), got 5000 characters",
     }
     assert detail[-1]["reason"] == "and 9,900 more not listed (10,000 in all)"
     assert long_value[:100] not in response.text and len(response.content) < 30_000

@@ -14,6 +14,7 @@ import pytest
 
 from app.config import Settings
 from app.errors import StoreUnavailable
+from app.imaging import HASHING_VERSION
 from app.imaging.hashing import Signature
 from app.index import FrozenIndex, HammingIndex
 from app.models import NewImage
@@ -32,7 +33,12 @@ def write(settings: Settings, images: dict[str, int]) -> None:
     """Add images through a store object of its own, as another process would."""
     store = open_store(settings)
     with store.writing() as transaction:
-        transaction.add([NewImage(id=k, dhash=v, width=None, height=None) for k, v in images.items()])
+        transaction.add(
+            [
+                NewImage(id=k, dhash=v, width=None, height=None, hashing_version=HASHING_VERSION)
+                for k, v in images.items()
+            ]
+        )
     store.close()
 
 

@@ -7,7 +7,10 @@ from typing import Any
 from app.models import ImageRecord, Metadata, NewImage
 from app.store.base import format_time
 
-COLUMNS = "key, id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata"
+# metadata last: each store decodes it in its own way
+COLUMNS = (
+    "key, id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, hashing_version, metadata"
+)
 _I64 = 1 << 63
 _U64 = 1 << 64
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -25,6 +28,7 @@ def row_of(key: int, image: NewImage, created_at: int, metadata: object) -> tupl
         image.width,
         image.height,
         created_at,
+        image.hashing_version,
         metadata,
     )
 
@@ -42,12 +46,13 @@ def record_of_new(key: int, image: NewImage, created_at: int) -> ImageRecord:
         dhash_vertical=image.dhash_vertical,
         dct_hash=image.dct_hash,
         sha256=image.sha256,
+        hashing_version=image.hashing_version,
     )
 
 
 def record_of_row(row: tuple[Any, ...], metadata: Metadata) -> ImageRecord:
     """The record in a row of COLUMNS; `metadata` is its last column, decoded by the store."""
-    key, image_id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, _ = row
+    key, image_id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, version, _ = row
     return ImageRecord(
         key=key,
         id=image_id,
@@ -59,6 +64,7 @@ def record_of_row(row: tuple[Any, ...], metadata: Metadata) -> ImageRecord:
         dhash_vertical=None if dhash_vertical is None else dhash_vertical % _U64,
         dct_hash=None if dct_hash is None else dct_hash % _U64,
         sha256=bytes(sha256).hex() if sha256 else None,
+        hashing_version=version,
     )
 
 

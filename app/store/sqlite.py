@@ -2,7 +2,6 @@
 lock (BEGIN IMMEDIATE), readers read committed data beside them."""
 
 import json
-import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -16,33 +15,12 @@ from app.errors import ImageExists, StoreUnavailable
 from app.models import ImageRecord, Metadata, NewImage
 from app.store.base import Changes, StoreUnusable, Wake, refuse_repeated_ids
 from app.store.columns import COLUMNS, now_micros, record_of_new, record_of_row, row_of
+from app.store.migrations import SCHEMA_VERSION, pending
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    key INTEGER PRIMARY KEY AUTOINCREMENT,  -- the log position that added it
-    id TEXT NOT NULL UNIQUE,
-    dhash INTEGER NOT NULL,                 -- 64-bit hashes stored as signed integers
-    dhash_vertical INTEGER,
-    dct_hash INTEGER,
-    sha256 BLOB,
-    width INTEGER,
-    height INTEGER,
-    created_at INTEGER NOT NULL,            -- microseconds since the Unix epoch, UTC
-    metadata TEXT                           -- JSON object, NULL when empty
-);
-CREATE TABLE IF NOT EXISTS log_head (
-    singleton INTEGER PRIMARY KEY CHECK (singleton = 0),
-    position INTEGER NOT NULL,
-    identity TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tombstones (
-    position INTEGER PRIMARY KEY,
-    key INTEGER NOT NULL
-);
-"""
-_TABLES = {"images", "log_head", "tombstones"}
-_INSERT = f"INSERT INTO images ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# The tables of Doppel's files from before the schema's version was recorded (user_version 0).
+_UNVERSIONED_TABLES = {"images", "log_head", "tombstones"}
+_UNVERSIONED_COLUMNS = "key, id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata"
+_INSERT = f"INSERT INTO images ({COLUMNS}) VALUES ({', '.join('?' * len(COLUMNS.split(',')))})"
 # How long a writer waits for another process's write transaction before giving up (503).
 BUSY_TIMEOUT_MS = 30_000
 
@@ -71,7 +49,7 @@ class SQLiteImageStore:
             with _unavailable(path):
                 self._check()
                 self._writer.execute("PRAGMA journal_mode=WAL")
-                self._create_schema()
+                self.migrated_from = self._migrate()
                 self.identity: str = self._writer.execute("SELECT identity FROM log_head").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             self._writer.close()
@@ -81,13 +59,10 @@ class SQLiteImageStore:
             raise
 
     def _check(self) -> None:
-        """Refuse a file written by a newer Doppel, another application's database, or a damaged one."""
+        """Refuse, before changing anything, a file written by a newer Doppel, another application's
+        database, or a damaged one."""
         (version,) = self._writer.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise StoreUnusable(
-                f"the database {self.path} was written by a newer Doppel (schema {version}; "
-                f"this one knows up to {SCHEMA_VERSION})"
-            )
+        pending(version, f"the database {self.path}")
         tables = {
             name
             for (name,) in self._writer.execute(
@@ -95,7 +70,13 @@ class SQLiteImageStore:
             )
         }
         columns = [row[1] for row in self._writer.execute("PRAGMA table_info(images)")]
-        if not tables <= _TABLES or (columns and ", ".join(columns) != COLUMNS):
+        if version == 0:
+            # Empty, or Doppel's from before the version was recorded, or another application's.
+            same_columns = not columns or ", ".join(columns) == _UNVERSIONED_COLUMNS
+            doppels = tables <= _UNVERSIONED_TABLES and same_columns
+        else:
+            doppels = _UNVERSIONED_TABLES <= tables
+        if not doppels:
             shown = ", ".join(sorted(tables))
             raise StoreUnusable(
                 f"the database {self.path} holds another schema than Doppel's (tables: {shown})"
@@ -103,25 +84,27 @@ class SQLiteImageStore:
         if _truncated(self.path):
             raise StoreUnusable(f"the database {self.path} is damaged: shorter than its header says")
 
+    def _migrate(self) -> int | None:
+        """Bring the schema to SCHEMA_VERSION; return the version it was at, or None if it was there.
+        The version is read again under the file's write lock: another process may have just done it."""
+        with self._write_lock, _Transaction(self._writer):
+            (version,) = self._writer.execute("PRAGMA user_version").fetchone()
+            migrations = pending(version, f"the database {self.path}")
+            for migration in migrations:
+                for statement in migration.sqlite:
+                    self._writer.execute(statement)
+            if not migrations:
+                return None
+            # user_version is part of the transaction: a failed migration leaves the old version.
+            self._writer.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            return int(version)
+
     def _connect(self) -> sqlite3.Connection:
         with _unavailable(self.path):
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA synchronous=FULL")
         return db
-
-    def _create_schema(self) -> None:
-        with self._write_lock, _Transaction(self._writer):
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._writer.execute(statement)
-            # A store written before the log existed: its head is the largest key ever used.
-            self._writer.execute(
-                "INSERT OR IGNORE INTO log_head VALUES (0, "
-                "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'images'), 0), ?)",
-                (secrets.token_hex(16),),
-            )
-            self._writer.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
     def writing(self) -> Iterator["_SQLiteWrite"]:
@@ -178,6 +161,18 @@ class SQLiteImageStore:
 
     def count(self) -> int:
         return int(self._read("SELECT count(*) FROM images")[0][0])
+
+    def count_older(self, hashing_version: int) -> int:
+        return int(
+            self._read("SELECT count(*) FROM images WHERE hashing_version < ?", (hashing_version,))[0][0]
+        )
+
+    def older(self, hashing_version: int, *, after_key: int, limit: int) -> list[ImageRecord]:
+        rows = self._read(
+            f"SELECT {COLUMNS} FROM images WHERE hashing_version < ? AND key > ? ORDER BY key LIMIT ?",
+            (hashing_version, after_key, limit),
+        )
+        return [_record(row) for row in rows]
 
     def on_change(self, wake: Wake) -> None:
         """SQLite cannot tell: readers poll head()."""
