@@ -17,7 +17,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def row_of(key: int, image: NewImage, created_at: int, metadata: object) -> tuple[Any, ...]:
-    """The values of COLUMNS for `image` stored under `key`; `metadata` as the store writes it."""
+    """The values of COLUMNS for `image` stored under `key`, committed at `created_at` (unless it
+    keeps its own); `metadata` as the store writes it."""
     return (
         key,
         image.id,
@@ -27,7 +28,7 @@ def row_of(key: int, image: NewImage, created_at: int, metadata: object) -> tupl
         bytes.fromhex(image.sha256) if image.sha256 else None,
         image.width,
         image.height,
-        created_at,
+        _created(image, created_at),
         image.hashing_version,
         metadata,
     )
@@ -41,7 +42,7 @@ def record_of_new(key: int, image: NewImage, created_at: int) -> ImageRecord:
         dhash=image.dhash,
         width=image.width,
         height=image.height,
-        created_at=format_micros(created_at),
+        created_at=format_micros(_created(image, created_at)),
         metadata=dict(image.metadata),
         dhash_vertical=image.dhash_vertical,
         dct_hash=image.dct_hash,
@@ -74,6 +75,12 @@ def now_micros() -> int:
 
 def format_micros(micros: int) -> str:
     return format_time(_EPOCH + timedelta(microseconds=micros))
+
+
+def _created(image: NewImage, committed_at: int) -> int:
+    if image.created_at is None:
+        return committed_at
+    return (datetime.fromisoformat(image.created_at) - _EPOCH) // timedelta(microseconds=1)
 
 
 def _signed(value: int) -> int:

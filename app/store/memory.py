@@ -147,7 +147,7 @@ class _MemoryWrite:
             dhash=image.dhash,
             width=image.width,
             height=image.height,
-            created_at=format_time(datetime.now(UTC)),
+            created_at=image.created_at or format_time(datetime.now(UTC)),
             metadata=dict(image.metadata),
             dhash_vertical=image.dhash_vertical,
             dct_hash=image.dct_hash,

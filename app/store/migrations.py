@@ -87,11 +87,20 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def pending(found: int, database: str) -> list[Migration]:
-    """The migrations a store at version `found` needs, in order. Raises StoreUnusable for a store
-    written by a newer Doppel; `database` names it in the message ("the database /srv/d.sqlite3")."""
-    if found > SCHEMA_VERSION:
+    """The migrations a store at version `found` needs, in order (the last makes it
+    len(MIGRATIONS)). Raises StoreUnusable for a store written by a newer Doppel; `database` names
+    it in the message ("the database /srv/doppel.sqlite3")."""
+    if found > len(MIGRATIONS):
         raise StoreUnusable(
             f"{database} was written by a newer Doppel (schema {found}; this one knows up to "
-            f"{SCHEMA_VERSION}): start the newer Doppel, or restore a backup made before it ran"
+            f"{len(MIGRATIONS)}): run that Doppel, or restore a backup made before it ran"
         )
     return list(MIGRATIONS[found:])
+
+
+def failed(database: str, found: int, reason: str) -> StoreUnusable:
+    """The error for a migration that failed (and was rolled back: the store is as it was)."""
+    return StoreUnusable(
+        f"{database} could not be migrated from schema {found} to {len(MIGRATIONS)}, and was left "
+        f"as it was: {reason}"
+    )

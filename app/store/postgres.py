@@ -17,7 +17,7 @@ from app.errors import ImageExists, StoreUnavailable
 from app.models import ImageRecord, NewImage
 from app.store.base import Changes, Wake, refuse_repeated_ids
 from app.store.columns import COLUMNS, now_micros, record_of_new, record_of_row, row_of
-from app.store.migrations import SCHEMA_VERSION, pending
+from app.store.migrations import failed, pending
 
 _Connection = psycopg.Connection[TupleRow]
 
@@ -268,9 +268,9 @@ def _reason(exc: Exception) -> str:
 
 
 def _migrate(conn: _Connection, database: str) -> int | None:
-    """Bring the schema to SCHEMA_VERSION; return the version it was at, or None if it was there.
-    Replicas starting at once take turns on an advisory lock: the first migrates, the others find
-    it done."""
+    """Bring the schema to this code's version; return the version it was at, or None if it was
+    there. Replicas starting at once take turns on an advisory lock: the first migrates, the others
+    find it done."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         conn.execute(
@@ -283,15 +283,20 @@ def _migrate(conn: _Connection, database: str) -> int | None:
         else:  # new, or made before the version was recorded: those had schema 1's tables
             version = 0 if _one(conn.execute("SELECT to_regclass('log_head')"))[0] is None else 1
         migrations = pending(version, database)  # raising rolls back: a newer store is left as it was
-        for migration in migrations:
-            for statement in migration.postgres:
-                conn.execute(statement)
         if not migrations:
             return None
+        try:
+            for migration in migrations:
+                for statement in migration.postgres:
+                    conn.execute(statement)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.DatabaseError as exc:
+            raise failed(database, version, _reason(exc)) from exc
         conn.execute(
             "INSERT INTO doppel_schema (version) VALUES (%s) "
             "ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
-            (SCHEMA_VERSION,),
+            (version + len(migrations),),
         )
         return version
 

@@ -15,7 +15,7 @@ from app.errors import ImageExists, StoreUnavailable
 from app.models import ImageRecord, Metadata, NewImage
 from app.store.base import Changes, StoreUnusable, Wake, refuse_repeated_ids
 from app.store.columns import COLUMNS, now_micros, record_of_new, record_of_row, row_of
-from app.store.migrations import SCHEMA_VERSION, pending
+from app.store.migrations import failed, pending
 
 # The tables of Doppel's files from before the schema's version was recorded (user_version 0).
 _UNVERSIONED_TABLES = {"images", "log_head", "tombstones"}
@@ -85,18 +85,25 @@ class SQLiteImageStore:
             raise StoreUnusable(f"the database {self.path} is damaged: shorter than its header says")
 
     def _migrate(self) -> int | None:
-        """Bring the schema to SCHEMA_VERSION; return the version it was at, or None if it was there.
-        The version is read again under the file's write lock: another process may have just done it."""
+        """Bring the schema to this code's version; return the version it was at, or None if it was
+        there. The version is read again under the file's write lock: another process may have just
+        done it."""
         with self._write_lock, _Transaction(self._writer):
             (version,) = self._writer.execute("PRAGMA user_version").fetchone()
-            migrations = pending(version, f"the database {self.path}")
-            for migration in migrations:
-                for statement in migration.sqlite:
-                    self._writer.execute(statement)
+            database = f"the database {self.path}"
+            migrations = pending(version, database)
             if not migrations:
                 return None
+            try:
+                for migration in migrations:
+                    for statement in migration.sqlite:
+                        self._writer.execute(statement)
+            except sqlite3.DatabaseError as exc:
+                if _busy(exc):
+                    raise
+                raise failed(database, version, str(exc)) from exc
             # user_version is part of the transaction: a failed migration leaves the old version.
-            self._writer.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._writer.execute(f"PRAGMA user_version={version + len(migrations)}")
             return int(version)
 
     def _connect(self) -> sqlite3.Connection:
@@ -292,9 +299,14 @@ def _unavailable(path: Path) -> Iterator[None]:
     try:
         yield
     except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+        if _busy(exc):
             raise StoreUnavailable(f"the database {path} is locked by another writer: {exc}") from exc
         raise
+
+
+def _busy(exc: sqlite3.DatabaseError) -> bool:
+    """Whether the error is another process holding the file's lock past the busy timeout."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _truncated(path: Path) -> bool:
