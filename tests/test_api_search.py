@@ -75,6 +75,13 @@ def test_search_by_hash_accepts_imagehash_output(client: TestClient) -> None:
     assert [m["distance"] for m in response.json()["matches"]] == [0]
 
 
+@pytest.mark.parametrize("field", ["vertical_hash", "dct_hash"])
+def test_a_bad_second_hash_is_named(client: TestClient, field: str) -> None:
+    response = client.get("/search", params={"hash": "0" * 16, field: "abc"})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(f"{field} must be 16 hex digits")
+
+
 @pytest.mark.parametrize("bad", ["", "abc", "zzzzzzzzzzzzzzzz", "0123456789abcdef00", "0x23456789abcdef"])
 def test_bad_hash_is_unprocessable(client: TestClient, bad: str) -> None:
     response = client.get("/search", params={"hash": bad})
