@@ -77,10 +77,17 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # 2: the version of Doppel's hashing each record's hashes come from (app/imaging HASHING_VERSION).
     # The records stored before were all hashed, or given, as version 1. A column with a constant
-    # default is added without rewriting the table, in SQLite and PostgreSQL alike.
+    # default is added without rewriting the table, in SQLite and PostgreSQL alike. The index lets
+    # the start count the records on an older version without reading the whole table.
     Migration(
-        sqlite=("ALTER TABLE images ADD COLUMN hashing_version INTEGER NOT NULL DEFAULT 1",),
-        postgres=("ALTER TABLE images ADD COLUMN hashing_version INTEGER NOT NULL DEFAULT 1",),
+        sqlite=(
+            "ALTER TABLE images ADD COLUMN hashing_version INTEGER NOT NULL DEFAULT 1",
+            "CREATE INDEX images_hashing_version ON images (hashing_version)",
+        ),
+        postgres=(
+            "ALTER TABLE images ADD COLUMN hashing_version INTEGER NOT NULL DEFAULT 1",
+            "CREATE INDEX images_hashing_version ON images (hashing_version)",
+        ),
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
