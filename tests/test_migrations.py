@@ -242,3 +242,27 @@ def waiting(url: str) -> int:
         ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def test_a_store_at_this_version_opens_while_another_process_writes(settings: Settings) -> None:
+    open_store(settings).close()
+    opened: list[ImageStore] = []
+    if settings.database_path is not None:  # another process in a write transaction
+        writer = sqlite3.connect(settings.database_path, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")
+        opened.append(open_store(settings))
+        writer.execute("ROLLBACK")
+        writer.close()
+    else:  # another replica migrating (as far as the lock says)
+        assert settings.database_url is not None
+        with psycopg.connect(settings.database_url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+            thread = threading.Thread(target=lambda: opened.append(open_store(settings)))
+            thread.start()
+            thread.join(HANG)
+            opened_under_the_lock = not thread.is_alive()
+            holder.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+        thread.join(HANG)
+        assert opened_under_the_lock
+    assert len(opened) == 1 and opened[0].migrated_from is None
+    opened[0].close()

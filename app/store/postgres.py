@@ -270,17 +270,19 @@ def _reason(exc: Exception) -> str:
 def _migrate(conn: _Connection, database: str) -> int | None:
     """Bring the schema to this code's version; return the version it was at, or None if it was
     there. Replicas starting at once take turns on an advisory lock: the first migrates, the others
-    find it done."""
+    find it done. A store at this version is only read."""
+    with conn.transaction():
+        version = _recorded_version(conn)
+        if version is not None and not pending(version, database):
+            return None
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         conn.execute(
             "CREATE TABLE IF NOT EXISTS doppel_schema ("
             "singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton), version INTEGER NOT NULL)"
         )
-        row = conn.execute("SELECT version FROM doppel_schema").fetchone()
-        if row is not None:
-            version = int(row[0])
-        else:  # new, or made before the version was recorded: those had schema 1's tables
+        version = _recorded_version(conn)
+        if version is None:  # new, or made before the version was recorded: those had schema 1's tables
             version = 0 if _one(conn.execute("SELECT to_regclass('log_head')"))[0] is None else 1
         migrations = pending(version, database)  # raising rolls back: a newer store is left as it was
         if not migrations:
@@ -299,6 +301,13 @@ def _migrate(conn: _Connection, database: str) -> int | None:
             (version + len(migrations),),
         )
         return version
+
+
+def _recorded_version(conn: _Connection) -> int | None:
+    if _one(conn.execute("SELECT to_regclass('doppel_schema')"))[0] is None:
+        return None
+    row = conn.execute("SELECT version FROM doppel_schema").fetchone()
+    return None if row is None else int(row[0])
 
 
 def _configure(conn: _Connection) -> None:

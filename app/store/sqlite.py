@@ -86,11 +86,13 @@ class SQLiteImageStore:
 
     def _migrate(self) -> int | None:
         """Bring the schema to this code's version; return the version it was at, or None if it was
-        there. The version is read again under the file's write lock: another process may have just
-        done it."""
+        there. Nothing is written, nor the file's write lock taken, when it is there; else the
+        version is read again under the lock: another process may have just done it."""
+        database = f"the database {self.path}"
+        if not pending(self._writer.execute("PRAGMA user_version").fetchone()[0], database):
+            return None
         with self._write_lock, _Transaction(self._writer):
             (version,) = self._writer.execute("PRAGMA user_version").fetchone()
-            database = f"the database {self.path}"
             migrations = pending(version, database)
             if not migrations:
                 return None
