@@ -217,7 +217,9 @@ def test_the_index_follows_the_store_while_a_snapshot_is_written(
 
     monkeypatch.setattr(Snapshots, "save", slow_save)
     with store.writing() as transaction:
-        transaction.add([NewImage(id="first", dhash=1, width=None, height=None)])
+        transaction.add(
+            [NewImage(id="first", dhash=1, width=None, height=None, hashing_version=HASHING_VERSION)]
+        )
     syncer = IndexSyncer(
         store, HammingIndex(), interval_s=0.01, snapshots=snapshots, snapshot_interval_s=0.01
     )
@@ -225,7 +227,9 @@ def test_the_index_follows_the_store_while_a_snapshot_is_written(
     try:
         assert writing.wait(30)
         with store.writing() as transaction:
-            transaction.add([NewImage(id="later", dhash=2, width=None, height=None)])
+            transaction.add(
+                [NewImage(id="later", dhash=2, width=None, height=None, hashing_version=HASHING_VERSION)]
+            )
             position = transaction.position
         assert syncer.wait_for(position, timeout_s=30)
     finally:
