@@ -1,5 +1,6 @@
 """Command line: `python main.py [serve]` runs the HTTP service; `python main.py eval DIR` measures
-matching accuracy on a folder of images."""
+matching accuracy on a folder of images; `python main.py rehash [--from DIR]` counts, and re-hashes
+from their files, the records hashed by an older version of the hashing."""
 
 import argparse
 import ipaddress
@@ -13,7 +14,13 @@ from pydantic import ValidationError
 from app.config import Settings
 from app.errors import StoreUnavailable
 from app.factory import create_app
+from app.imaging import HASHING_VERSION
+from app.index import HammingIndex
 from app.service import build_service
+from app.service.metrics import Metrics
+from app.service.rehash import FolderFiles, count_older, rehash
+from app.service.uploads import UploadHasher
+from app.store import open_store
 from app.store.base import StoreUnusable
 
 
@@ -61,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--workers", type=int, default=2, help="processes making the edited copies (default 2)"
     )
+    rehash = commands.add_parser(
+        "rehash",
+        help="count the records hashed by an older version of Doppel's hashing; re-hash those whose "
+        "original files you have",
+        description="Doppel keeps no pictures: a record hashed by an older version of the hashing keeps "
+        "its old hashes, and goes on matching with them, until it is re-hashed from its original file. "
+        "Without --from, count them; with it, re-hash those whose file is in DIR or its subfolders: "
+        "the file with the bytes the record was uploaded with (same SHA-256), or, for a record added by "
+        "its hashes, the file whose path relative to DIR is its id. Ids, metadata and creation times "
+        "are kept; a running server follows the change.",
+    )
+    rehash.add_argument(
+        "--from", dest="originals", type=Path, metavar="DIR", help="a folder of the original files"
+    )
     return parser
 
 
@@ -73,6 +94,8 @@ def main(argv: list[str]) -> int:
         return 2
     if args.command == "eval":
         return run_evaluation(settings, args)
+    if args.command == "rehash":
+        return run_rehash(settings, args.originals)
     return serve(settings)
 
 
@@ -92,6 +115,49 @@ def serve(settings: Settings) -> int:
         create_app(settings, service), host=settings.host, port=settings.port, log_level=settings.log_level
     )
     return 0
+
+
+def run_rehash(settings: Settings, originals: Path | None) -> int:
+    """Count the records on an older hashing version, and re-hash those whose originals are given.
+    Status 1 when originals were found that could not be hashed, 2 when the store cannot be used."""
+    if originals is not None and not originals.is_dir():
+        print(f"not a folder: {originals}", file=sys.stderr)
+        return 2
+    try:
+        store = open_store(settings)
+    except (StoreUnusable, StoreUnavailable) as exc:
+        print(f"doppel: {exc}", file=sys.stderr)
+        return 2
+    try:
+        older = count_older(store)
+        print(
+            f"{older} of {store.count()} records were hashed by an older version of Doppel's hashing "
+            f"than this one's ({HASHING_VERSION})."
+        )
+        if originals is None:
+            if older:
+                print(
+                    "They still match with their old hashes. To re-hash those whose files you have: "
+                    "python main.py rehash --from DIR"
+                )
+            return 0
+        files = FolderFiles(originals)
+        metrics = Metrics(HammingIndex(), store)  # counted by no one: the command serves no metrics
+        hasher = UploadHasher(
+            max_pixels=settings.max_pixels,
+            max_concurrent_decodes=1,
+            hash_seconds=metrics.hash_seconds,
+            decode_wait_seconds=metrics.decode_wait_seconds,
+        )
+        report = rehash(store, hasher, files, max_file_bytes=settings.max_upload_bytes)
+    finally:
+        store.close()
+    print(f"{report.rehashed} re-hashed from their files in {originals}.")
+    if report.left:
+        print(f"{report.left} left on their old hashes: they still match with them (docs/accuracy.md).")
+    for path, why in files.unreadable + report.failed:
+        print(f"not hashed: {path}: {why}")
+    return 1 if files.unreadable or report.failed else 0
 
 
 def run_evaluation(settings: Settings, args: argparse.Namespace) -> int:

@@ -9,17 +9,22 @@ Metadata = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class NewImage:
-    """What the service asks the store to keep; the store assigns the internal key and the time."""
+    """What the service asks the store to keep; the store assigns the internal key and, unless it is
+    given, the time."""
 
     id: str
     dhash: int
     width: int | None  # None when only the dHash was given (hash-only batch): the size is unknown
     height: int | None
     metadata: Metadata = field(default_factory=dict)
-    # None when only the dHash was given (a hash-only batch)
+    # None when not known (an item of a hash-only batch that did not give it)
     dhash_vertical: int | None = None  # orientation variants of a stored image need it
     dct_hash: int | None = None  # confirms dHash candidates
     sha256: str | None = None  # hex digest of the uploaded file's bytes
+    # The version of Doppel's hashing (app/imaging HASHING_VERSION) the hashes come from, or are
+    # comparable with (a hash-only batch)
+    hashing_version: int = field(kw_only=True)
+    created_at: str | None = None  # None: when it is committed; a re-hashed record keeps its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,7 @@ class ImageRecord:
     dhash_vertical: int | None = None
     dct_hash: int | None = None
     sha256: str | None = None
+    hashing_version: int = field(kw_only=True)
 
 
 class Orientation(StrEnum):
@@ -86,6 +92,9 @@ class HashItem:
     hash: str  # the dHash as 16 hex digits
     id: str | None = None  # generated when None
     metadata: Metadata = field(default_factory=dict)
+    vertical_hash: str | None = None
+    dct_hash: str | None = None
+    hashing_version: int | None = None  # None: the current one
 
 
 @dataclass(frozen=True, slots=True)

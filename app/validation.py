@@ -6,7 +6,7 @@ import secrets
 import unicodedata
 
 from app.errors import ImageTooLarge, InvalidInput
-from app.imaging import parse_hash_hex
+from app.imaging import HASHING_VERSION, parse_hash_hex
 from app.models import Metadata
 
 MAX_ID_CHARS = 256
@@ -121,15 +121,25 @@ def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
-def parse_optional_hash(text: str | None) -> int | None:
+def parse_optional_hash(text: str | None, name: str) -> int | None:
     """A hash that may be absent (None), else as parse_hash."""
-    return None if text is None else parse_hash(text)
+    return None if text is None else parse_hash(text, name)
 
 
-def parse_hash(text: str) -> int:
-    """A dHash written as 16 hex digits, as imagehash prints it."""
+def parse_hash(text: str, name: str = "hash") -> int:
+    """A 64-bit hash written as 16 hex digits, as imagehash prints it; `name` is the field's, for
+    the error."""
     try:
         return parse_hash_hex(text.strip().lower())
     except ValueError as exc:
         shown = repr(text) if len(text) <= 32 else f"{len(text)} characters"
-        raise InvalidInput(f"hash must be 16 hex digits (a 64-bit dHash), got {shown}") from exc
+        raise InvalidInput(f"{name} must be 16 hex digits (a 64-bit hash), got {shown}") from exc
+
+
+def check_hashing_version(version: int | None) -> int:
+    """The hashing version a client gives its hashes: 1 to the current one; None means the current."""
+    if version is None:
+        return HASHING_VERSION
+    if not 1 <= version <= HASHING_VERSION:
+        raise InvalidInput(f"hashing_version must be 1 to {HASHING_VERSION} (this Doppel's), got {version}")
+    return version

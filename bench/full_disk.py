@@ -19,7 +19,7 @@ from app.store.sqlite import SQLiteImageStore  # noqa: E402
 
 
 def image(image_id: str, n: int) -> NewImage:
-    return NewImage(id=image_id, dhash=n, width=1, height=1, metadata={"pad": "x" * 100})
+    return NewImage(id=image_id, dhash=n, width=1, height=1, metadata={"pad": "x" * 100}, hashing_version=1)
 
 
 def add_until_full(store: SQLiteImageStore, prefix: str, batch: int) -> int:

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.config import Settings  # noqa: E402
+from app.imaging import HASHING_VERSION  # noqa: E402
 from app.models import NewImage  # noqa: E402
 from app.service import build_service  # noqa: E402
 from app.service.matching import SearchOptions, query_of_upload  # noqa: E402
@@ -40,7 +41,12 @@ def main() -> None:
     rng = random.Random(1)
     with service.store.writing() as write:
         write.add(
-            [NewImage(id=f"r{n}", dhash=rng.getrandbits(64), width=1, height=1) for n in range(args.stored)]
+            [
+                NewImage(
+                    id=f"r{n}", dhash=rng.getrandbits(64), width=1, height=1, hashing_version=HASHING_VERSION
+                )
+                for n in range(args.stored)
+            ]
         )
     service.start()  # the index loads the stored hashes
     try:

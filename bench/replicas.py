@@ -156,6 +156,7 @@ def commit_loop(database_url: str, start_at: float, seconds: float, label: str) 
     """Single-image add transactions through the store API from wall-clock time `start_at` for
     `seconds` (run in a process of its own); how many committed."""
     from app.config import Settings
+    from app.imaging import HASHING_VERSION
     from app.models import NewImage
     from app.store import open_store
 
@@ -168,7 +169,17 @@ def commit_loop(database_url: str, start_at: float, seconds: float, label: str) 
         while time.perf_counter() < deadline and commits < 1_000_000:
             dhash = int(rng.integers(0, 2**63))
             with store.writing() as write:
-                write.add([NewImage(id=f"{label}-{commits}", dhash=dhash, width=None, height=None)])
+                write.add(
+                    [
+                        NewImage(
+                            id=f"{label}-{commits}",
+                            dhash=dhash,
+                            width=None,
+                            height=None,
+                            hashing_version=HASHING_VERSION,
+                        )
+                    ]
+                )
             commits += 1
         return commits
     finally:

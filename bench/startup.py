@@ -40,6 +40,7 @@ import numpy as np
 from support import DEFAULT_POSTGRES_URL, REPO, Server, doppel, fresh_postgres, spread, stop_on_sigterm
 
 sys.path.insert(0, str(REPO))
+from app.imaging import HASHING_VERSION
 from app.index import HammingIndex  # noqa: E402
 from app.models import NewImage  # noqa: E402
 from app.service.sync import REBUILD_BATCH  # noqa: E402
@@ -94,7 +95,13 @@ class Store:
             batch = min(FILL_BATCH, upto - self.count)
             hashes = rng.integers(0, 2**64, size=batch, dtype=np.uint64).tolist()
             images = [
-                NewImage(id=f"img-{self.added + n:010d}", dhash=h, width=None, height=None)
+                NewImage(
+                    id=f"img-{self.added + n:010d}",
+                    dhash=h,
+                    width=None,
+                    height=None,
+                    hashing_version=HASHING_VERSION,
+                )
                 for n, h in enumerate(hashes)
             ]
             with self.store.writing() as write:

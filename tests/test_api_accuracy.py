@@ -12,6 +12,7 @@ from PIL import Image
 from app.api.schemas import DuplicateOut
 from app.config import Settings
 from app.factory import create_app
+from app.imaging import HASHING_VERSION
 from app.imaging.hashing import hash_hex
 from app.models import NewImage
 from app.store import open_store
@@ -26,9 +27,18 @@ def lookalikes(settings: Settings) -> Iterator[TestClient]:
     with store.writing() as write:
         write.add(
             [
-                NewImage(id="same", dhash=0, width=1, height=1, dct_hash=0xFF00),
-                NewImage(id="other", dhash=1, width=1, height=1, dct_hash=0xFF00 ^ ((1 << 40) - 1)),
-                NewImage(id="hash-only", dhash=3, width=1, height=1),
+                NewImage(
+                    id="same", dhash=0, width=1, height=1, dct_hash=0xFF00, hashing_version=HASHING_VERSION
+                ),
+                NewImage(
+                    id="other",
+                    dhash=1,
+                    width=1,
+                    height=1,
+                    dct_hash=0xFF00 ^ ((1 << 40) - 1),
+                    hashing_version=HASHING_VERSION,
+                ),
+                NewImage(id="hash-only", dhash=3, width=1, height=1, hashing_version=HASHING_VERSION),
             ]
         )
     store.close()

@@ -2,18 +2,22 @@
 
 import asyncio
 import json
+from io import BytesIO
 from pathlib import Path
 
 import httpx
 import imagehash
 import pytest
 from fastapi.testclient import TestClient
+from golden import FILES
 from helpers import encode, make_photo, search, upload
+from PIL import Image
 
 from app.api.routes import batch as batch_routes
 from app.api.schemas import MAX_BATCH_FILES, MAX_BATCH_ITEMS
 from app.config import Settings
 from app.factory import create_app
+from app.imaging import HASHING_VERSION, hash_hex, hash_image_bytes
 from app.models import HashItem
 
 
@@ -60,6 +64,81 @@ def test_a_hash_batch_is_found_by_an_uploaded_picture(client: TestClient) -> Non
     items = [{"id": "photo", "hash": str(imagehash.dhash(photo))}, {"id": "other", "hash": spread(9)}]
     assert client.post("/images/batch", json={"items": items}).status_code == 201
     assert [m["id"] for m in search(client, encode(photo, "JPEG")).json()["matches"]] == ["photo"]
+
+
+def test_hash_items_keep_their_other_hashes_and_hashing_version(client: TestClient) -> None:
+    items = [
+        {"id": "full", "hash": spread(1), "vertical_hash": spread(2).upper(), "dct_hash": spread(3)},
+        {"id": "old", "hash": spread(4), "hashing_version": 1},
+        {"id": "bare", "hash": spread(5)},
+    ]
+    response = client.post("/images/batch", json={"items": items})
+    assert response.status_code == 201, response.text
+    full, old, bare = response.json()["items"]
+    assert (full["vertical_hash"], full["dct_hash"]) == (spread(2), spread(3))
+    assert (bare["vertical_hash"], bare["dct_hash"]) == (None, None)
+    assert old["hashing_version"] == 1 and bare["hashing_version"] == HASHING_VERSION
+    assert client.get("/images/full").json() == full
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("vertical_hash", "abc", "vertical_hash must be 16 hex digits"),
+        ("dct_hash", "0" * 17, "dct_hash must be 16 hex digits"),
+        ("hashing_version", 0, "hashing_version must be 1 to"),
+        ("hashing_version", HASHING_VERSION + 1, "hashing_version must be 1 to"),
+    ],
+)
+def test_bad_other_hashes_are_named(client: TestClient, field: str, value: object, reason: str) -> None:
+    items = [{"id": "ok", "hash": spread(1)}, {"id": "bad", "hash": spread(2), field: value}]
+    response = client.post("/images/batch", json={"items": items})
+    assert response.status_code == 422
+    (fault,) = response.json()["detail"]
+    assert (fault["index"], fault["id"]) == (1, "bad") and fault["reason"].startswith(reason)
+    assert_nothing_stored(client)
+
+
+@pytest.mark.parametrize("value", ["1", 1.5, True])
+def test_a_hashing_version_must_be_a_json_integer(client: TestClient, value: object) -> None:
+    response = client.post("/images/batch", json={"items": [{"hash": spread(1), "hashing_version": value}]})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "items", 0, "hashing_version"]
+    assert_nothing_stored(client)
+
+
+def test_a_made_up_hash_only_record_is_refuted_by_its_dct_hash(client: TestClient) -> None:
+    picture = (FILES / "large.jpg").read_bytes()
+    true = hash_image_bytes(picture, max_pixels=10**8)
+    items = [
+        # 3 bits from the picture's dHash, but nothing like it in its low frequencies
+        {
+            "id": "made-up",
+            "hash": hash_hex(true.dhash ^ 0b111),
+            "dct_hash": hash_hex(~true.dct_hash % (1 << 64)),
+        },
+        {
+            "id": "true",
+            "hash": hash_hex(true.dhash),
+            "vertical_hash": hash_hex(true.dhash_vertical),
+            "dct_hash": hash_hex(true.dct_hash),
+        },
+        {"id": "dhash-only", "hash": hash_hex(true.dhash ^ 0b111)},  # nothing to refute it with
+    ]
+    assert client.post("/images/batch", json={"items": items}).status_code == 201
+    matches = search(client, picture).json()["matches"]
+    assert [(m["id"], m["dct_distance"]) for m in matches] == [("true", 0), ("dhash-only", None)]
+    unconfirmed = search(client, picture, confirm=False).json()["matches"]
+    assert [(m["id"], m["dct_distance"]) for m in unconfirmed] == [
+        ("true", 0),
+        ("dhash-only", None),
+        ("made-up", 64),
+    ]
+    # a quarter turn of the picture is found through the vertical hash the batch gave
+    turned = search(
+        client, encode(Image.open(BytesIO(picture)).rotate(90, expand=True), "PNG"), all_orientations=True
+    )
+    assert "true" in [m["id"] for m in turned.json()["matches"]]
 
 
 def test_bad_items_are_all_named_and_nothing_is_stored(client: TestClient) -> None:
@@ -148,7 +227,7 @@ def test_a_large_refused_batch_is_answered_briefly_without_its_input(client: Tes
         "index": 0,
         "id": None,
         "status": 422,
-        "reason": "hash must be 16 hex digits (a 64-bit dHash), got 5000 characters",
+        "reason": "hash must be 16 hex digits (a 64-bit hash), got 5000 characters",
     }
     assert detail[-1]["reason"] == "and 9,900 more not listed (10,000 in all)"
     assert long_value[:100] not in response.text and len(response.content) < 30_000

@@ -9,6 +9,7 @@ from helpers import encode, make_photo, search, upload
 
 from app.config import Settings
 from app.factory import create_app
+from app.imaging import HASHING_VERSION
 from app.imaging.hashing import parse_hash_hex
 from app.models import NewImage
 from app.store import open_store
@@ -20,7 +21,12 @@ def stored(settings: Settings) -> Iterator[TestClient]:
     hashes = {"zero": 0, "three-b": 0b111, "three-a": 0b111 << 20, "ten": (1 << 10) - 1, "far": (1 << 40) - 1}
     store = open_store(settings)
     with store.writing() as write:
-        write.add([NewImage(id=k, dhash=v, width=1, height=1) for k, v in hashes.items()])
+        write.add(
+            [
+                NewImage(id=k, dhash=v, width=1, height=1, hashing_version=HASHING_VERSION)
+                for k, v in hashes.items()
+            ]
+        )
     store.close()
     with TestClient(create_app(settings)) as client:
         yield client
@@ -67,6 +73,13 @@ def test_search_by_hash_accepts_imagehash_output(client: TestClient) -> None:
     response = client.get("/search", params={"hash": str(imagehash.dhash(photo)).upper()})
     assert response.json()["hash"] == str(imagehash.dhash(photo))
     assert [m["distance"] for m in response.json()["matches"]] == [0]
+
+
+@pytest.mark.parametrize("field", ["vertical_hash", "dct_hash"])
+def test_a_bad_second_hash_is_named(client: TestClient, field: str) -> None:
+    response = client.get("/search", params={"hash": "0" * 16, field: "abc"})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(f"{field} must be 16 hex digits")
 
 
 @pytest.mark.parametrize("bad", ["", "abc", "zzzzzzzzzzzzzzzz", "0123456789abcdef00", "0x23456789abcdef"])

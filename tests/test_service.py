@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.config import Settings
+from app.imaging import HASHING_VERSION
 from app.imaging.hashing import Signature, hamming
 from app.models import NewImage
 from app.service import DoppelService, build_service
@@ -28,7 +29,12 @@ def crowded() -> Iterator[tuple[DoppelService, dict[str, int]]]:
         hashes[f"img-{rng.randrange(10**6):06d}-{n}"] = value
     service = build_service(Settings(max_distance=10, confirm_distance=16), store=MemoryImageStore())
     with service.store.writing() as write:
-        write.add([NewImage(id=k, dhash=v, width=1, height=1) for k, v in hashes.items()])
+        write.add(
+            [
+                NewImage(id=k, dhash=v, width=1, height=1, hashing_version=HASHING_VERSION)
+                for k, v in hashes.items()
+            ]
+        )
     service.start()
     yield service, hashes
     service.close()

@@ -13,6 +13,7 @@ import pytest
 from live_server import REPO
 
 from app.config import Settings
+from app.imaging import HASHING_VERSION
 from app.models import NewImage
 from app.store import SQLiteImageStore
 from app.store.base import StoreUnusable
@@ -42,7 +43,14 @@ def truncated(data_dir: Path) -> str:
     with store.writing() as write:
         write.add(
             [
-                NewImage(id=f"i{n}", dhash=n, width=1, height=1, metadata={"pad": "x" * 500})
+                NewImage(
+                    id=f"i{n}",
+                    dhash=n,
+                    width=1,
+                    height=1,
+                    metadata={"pad": "x" * 500},
+                    hashing_version=HASHING_VERSION,
+                )
                 for n in range(2000)
             ]
         )

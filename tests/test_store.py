@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from app.errors import ImageExists, StoreUnavailable
+from app.imaging import HASHING_VERSION
 from app.models import ImageRecord, NewImage
 from app.store import ImageStore, MemoryImageStore, SQLiteImageStore
 from app.store import postgres as postgres_store
@@ -21,7 +22,7 @@ HANG = 60  # seconds: only to stop a hung run, never a limit on how fast somethi
 
 
 def image(image_id: str, dhash: int = 1, **fields: object) -> NewImage:
-    return NewImage(id=image_id, dhash=dhash, width=10, height=20, **fields)  # type: ignore[arg-type]
+    return NewImage(id=image_id, dhash=dhash, width=10, height=20, hashing_version=HASHING_VERSION, **fields)  # type: ignore[arg-type]
 
 
 def add(store: ImageStore, *images: NewImage) -> list[ImageRecord]:
@@ -134,7 +135,9 @@ def test_add_then_get_returns_every_field(store: ImageStore) -> None:
 
 
 def test_a_hash_only_image_keeps_its_unknowns(store: ImageStore) -> None:
-    (record,) = add(store, NewImage(id="h", dhash=0, width=None, height=None))
+    (record,) = add(
+        store, NewImage(id="h", dhash=0, width=None, height=None, hashing_version=HASHING_VERSION)
+    )
     assert store.get("h") == record
     assert (record.width, record.height, record.dhash_vertical, record.dct_hash, record.sha256) == (None,) * 5
     assert record.metadata == {}

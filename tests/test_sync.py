@@ -14,6 +14,7 @@ import pytest
 
 from app.config import Settings
 from app.errors import StoreUnavailable
+from app.imaging import HASHING_VERSION
 from app.imaging.hashing import Signature
 from app.index import FrozenIndex, HammingIndex
 from app.models import NewImage
@@ -32,7 +33,12 @@ def write(settings: Settings, images: dict[str, int]) -> None:
     """Add images through a store object of its own, as another process would."""
     store = open_store(settings)
     with store.writing() as transaction:
-        transaction.add([NewImage(id=k, dhash=v, width=None, height=None) for k, v in images.items()])
+        transaction.add(
+            [
+                NewImage(id=k, dhash=v, width=None, height=None, hashing_version=HASHING_VERSION)
+                for k, v in images.items()
+            ]
+        )
     store.close()
 
 
@@ -211,7 +217,9 @@ def test_the_index_follows_the_store_while_a_snapshot_is_written(
 
     monkeypatch.setattr(Snapshots, "save", slow_save)
     with store.writing() as transaction:
-        transaction.add([NewImage(id="first", dhash=1, width=None, height=None)])
+        transaction.add(
+            [NewImage(id="first", dhash=1, width=None, height=None, hashing_version=HASHING_VERSION)]
+        )
     syncer = IndexSyncer(
         store, HammingIndex(), interval_s=0.01, snapshots=snapshots, snapshot_interval_s=0.01
     )
@@ -219,7 +227,9 @@ def test_the_index_follows_the_store_while_a_snapshot_is_written(
     try:
         assert writing.wait(30)
         with store.writing() as transaction:
-            transaction.add([NewImage(id="later", dhash=2, width=None, height=None)])
+            transaction.add(
+                [NewImage(id="later", dhash=2, width=None, height=None, hashing_version=HASHING_VERSION)]
+            )
             position = transaction.position
         assert syncer.wait_for(position, timeout_s=30)
     finally:

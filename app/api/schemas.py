@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.imaging import Signature, hash_hex
+from app.imaging import HASHING_VERSION, Signature, hash_hex
 from app.models import ImageRecord, Match, Orientation, Page
 
 
@@ -25,6 +25,9 @@ class ImageOut(BaseModel):
     width: int | None = Field(description="Pixels, as displayed; null for an image added by its hash alone.")
     height: int | None = Field(description="Pixels, as displayed; null for an image added by its hash alone.")
     created_at: str = Field(description="When the record was committed, ISO 8601 UTC.")
+    hashing_version: int = Field(
+        description=f"The version of Doppel's hashing its hashes come from (this one's: {HASHING_VERSION})."
+    )
     metadata: dict[str, Any]
 
     @classmethod
@@ -37,6 +40,7 @@ class ImageOut(BaseModel):
             width=record.width,
             height=record.height,
             created_at=record.created_at,
+            hashing_version=record.hashing_version,
             metadata=record.metadata,
         )
 
@@ -151,6 +155,20 @@ class BatchItemIn(BaseModel):
         None, description="Your id for the image, 1-256 characters; generated when absent."
     )
     hash: str = Field(description="The dHash as 16 hex digits, e.g. str(imagehash.dhash(img)).")
+    vertical_hash: str | None = Field(
+        None, description="The vertical dHash as 16 hex digits, str(imagehash.dhash_vertical(img))."
+    )
+    dct_hash: str | None = Field(
+        None,
+        description="The DCT hash as 16 hex digits, as Doppel returns it; a candidate whose DCT hash is "
+        "far from the query's is refuted. Without it, the dHash alone decides.",
+    )
+    hashing_version: int | None = Field(
+        None,
+        strict=True,
+        description=f"The version of Doppel's hashing the hashes come from, 1-{HASHING_VERSION}; absent: "
+        f"the current one ({HASHING_VERSION}).",
+    )
     metadata: dict[str, Any] = Field(default_factory=dict, description="A JSON object of at most 16 KiB.")
 
 

@@ -2,6 +2,7 @@
 rest of the service is `hash_image_bytes`, with the hash values and helpers below."""
 
 from app.imaging.hashing import (
+    HASHING_VERSION,
     ImageHashes,
     Signature,
     hamming,
@@ -14,6 +15,7 @@ from app.imaging.hashing import (
 from app.imaging.orientation import variants_of_hashes, variants_of_image
 
 __all__ = [
+    "HASHING_VERSION",
     "ImageHashes",
     "Signature",
     "hamming",

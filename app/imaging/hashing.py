@@ -28,6 +28,10 @@ pillow_heif.register_heif_opener()
 # Doppel checks the pixel count itself (before decoding) against its own setting.
 Image.MAX_IMAGE_PIXELS = None
 
+# The version of the hashing below. Raise it with any change that moves stored hashes (a new
+# decode, resize or crop): every record keeps the version it was hashed with, so that records hashed
+# before are counted and can be re-hashed (`python main.py rehash`, docs/accuracy.md).
+HASHING_VERSION = 1
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 # JPEG can decode at 1/2, 1/4 or 1/8 scale. Asking for at least this many pixels on each side
 # keeps the 9x8 Lanczos result within a few bits of a full decode (measured on real photos).

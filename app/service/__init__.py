@@ -5,14 +5,17 @@ import logging
 
 from app.config import Settings
 from app.errors import ImageNotFound
+from app.imaging import HASHING_VERSION
 from app.index import HammingIndex
 from app.models import ImageRecord, Page
 from app.service.ingest import Ingest
 from app.service.matching import Matching
 from app.service.metrics import Metrics
+from app.service.rehash import count_older
 from app.service.sync import IndexSyncer, Snapshots
 from app.service.uploads import UploadHasher
 from app.store import ImageStore, open_store
+from app.store.migrations import SCHEMA_VERSION
 from app.validation import check_image_id
 
 logger = logging.getLogger("doppel")
@@ -33,12 +36,24 @@ class DoppelService:
 
     def start(self) -> None:
         self.syncer.start()
+        migrated = self.store.migrated_from
         logger.info(
-            "store %s opened: %d images, log position %d",
+            "store %s opened: %d images, log position %d, schema %d%s",
             self.store.describe(),
             self.count(),
             self.syncer.position,
+            SCHEMA_VERSION,
+            f" (migrated from schema {migrated})" if migrated else "",
         )
+        older = count_older(self.store)
+        if older:
+            logger.warning(
+                "%d records were hashed by an older version of Doppel's hashing than this one's (%d): "
+                "they match with their old hashes; `python main.py rehash --from DIR` re-hashes those "
+                "whose files you have",
+                older,
+                HASHING_VERSION,
+            )
 
     def close(self) -> None:
         try:

@@ -19,6 +19,7 @@ from app.errors import (
     ItemFault,
     StoreUnavailable,
 )
+from app.imaging import HASHING_VERSION
 from app.models import FileItem, HashItem, ImageRecord, Match, Metadata, NewImage
 from app.service.matching import (
     EVERY_IDENTICAL_HASH,
@@ -31,7 +32,15 @@ from app.service.matching import (
 from app.service.sync import IndexSyncer
 from app.service.uploads import Upload, UploadHasher
 from app.store import ImageStore, WriteTransaction
-from app.validation import check_image_id, check_metadata, new_image_id, parse_hash, parse_metadata
+from app.validation import (
+    check_hashing_version,
+    check_image_id,
+    check_metadata,
+    new_image_id,
+    parse_hash,
+    parse_metadata,
+    parse_optional_hash,
+)
 
 logger = logging.getLogger("doppel")
 
@@ -113,10 +122,11 @@ class Ingest:
         return record, old is None, duplicates
 
     def add_hashes(self, items: list[HashItem]) -> list[ImageRecord]:
-        """Store images known by their dHash alone, in one transaction, all or nothing.
+        """Store images known by their hashes alone (the dHash, and the vertical and DCT hashes
+        when given), in one transaction, all or nothing.
 
-        Raises BatchRejected naming every refused item (bad hash, id or metadata; an id given
-        twice or already stored); then nothing is stored.
+        Raises BatchRejected naming every refused item (bad hash, hashing version, id or metadata;
+        an id given twice or already stored); then nothing is stored.
         """
         indexed: list[tuple[int, NewImage]] = []
         faults: list[ItemFault] = []
@@ -128,6 +138,9 @@ class Ingest:
                     width=None,
                     height=None,
                     metadata=check_metadata(item.metadata),
+                    dhash_vertical=parse_optional_hash(item.vertical_hash, "vertical_hash"),
+                    dct_hash=parse_optional_hash(item.dct_hash, "dct_hash"),
+                    hashing_version=check_hashing_version(item.hashing_version),
                 )
                 indexed.append((index, new))
             except DoppelError as exc:
@@ -221,6 +234,7 @@ def _new_image(upload: Upload, *, image_id: str, metadata: Metadata) -> NewImage
         dhash_vertical=upload.hashes.dhash_vertical,
         dct_hash=upload.hashes.dct_hash,
         sha256=upload.sha256,
+        hashing_version=HASHING_VERSION,
     )
 
 

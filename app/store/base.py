@@ -78,6 +78,12 @@ class ImageStore(Protocol):
         store is never loaded against another."""
         ...
 
+    @property
+    def migrated_from(self) -> int | None:
+        """The schema version the store was at when this process opened it and brought it to
+        this code's (0: a new store), or None when it was already there."""
+        ...
+
     def writing(self) -> AbstractContextManager[WriteTransaction]:
         """Take the write lock that every process shares, and open a transaction.
 
@@ -120,6 +126,15 @@ class ImageStore(Protocol):
 
     def size_bytes(self) -> int:
         """Bytes the store takes on disk (0 for one that keeps nothing)."""
+        ...
+
+    def count_older(self, hashing_version: int) -> int:
+        """Number of records whose hashes come from a hashing version before `hashing_version`."""
+        ...
+
+    def older(self, hashing_version: int, *, after_key: int, limit: int) -> list[ImageRecord]:
+        """Up to `limit` records with a hashing version before `hashing_version` and a key after
+        `after_key`, in key order."""
         ...
 
     def on_change(self, wake: "Wake") -> None:

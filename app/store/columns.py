@@ -7,14 +7,18 @@ from typing import Any
 from app.models import ImageRecord, Metadata, NewImage
 from app.store.base import format_time
 
-COLUMNS = "key, id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata"
+# metadata last: each store decodes it in its own way
+COLUMNS = (
+    "key, id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, hashing_version, metadata"
+)
 _I64 = 1 << 63
 _U64 = 1 << 64
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def row_of(key: int, image: NewImage, created_at: int, metadata: object) -> tuple[Any, ...]:
-    """The values of COLUMNS for `image` stored under `key`; `metadata` as the store writes it."""
+    """The values of COLUMNS for `image` stored under `key`, committed at `created_at` (unless it
+    keeps its own); `metadata` as the store writes it."""
     return (
         key,
         image.id,
@@ -24,7 +28,8 @@ def row_of(key: int, image: NewImage, created_at: int, metadata: object) -> tupl
         bytes.fromhex(image.sha256) if image.sha256 else None,
         image.width,
         image.height,
-        created_at,
+        _created(image, created_at),
+        image.hashing_version,
         metadata,
     )
 
@@ -37,17 +42,18 @@ def record_of_new(key: int, image: NewImage, created_at: int) -> ImageRecord:
         dhash=image.dhash,
         width=image.width,
         height=image.height,
-        created_at=format_micros(created_at),
+        created_at=format_micros(_created(image, created_at)),
         metadata=dict(image.metadata),
         dhash_vertical=image.dhash_vertical,
         dct_hash=image.dct_hash,
         sha256=image.sha256,
+        hashing_version=image.hashing_version,
     )
 
 
 def record_of_row(row: tuple[Any, ...], metadata: Metadata) -> ImageRecord:
     """The record in a row of COLUMNS; `metadata` is its last column, decoded by the store."""
-    key, image_id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, _ = row
+    key, image_id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, version, _ = row
     return ImageRecord(
         key=key,
         id=image_id,
@@ -59,6 +65,7 @@ def record_of_row(row: tuple[Any, ...], metadata: Metadata) -> ImageRecord:
         dhash_vertical=None if dhash_vertical is None else dhash_vertical % _U64,
         dct_hash=None if dct_hash is None else dct_hash % _U64,
         sha256=bytes(sha256).hex() if sha256 else None,
+        hashing_version=version,
     )
 
 
@@ -68,6 +75,12 @@ def now_micros() -> int:
 
 def format_micros(micros: int) -> str:
     return format_time(_EPOCH + timedelta(microseconds=micros))
+
+
+def _created(image: NewImage, committed_at: int) -> int:
+    if image.created_at is None:
+        return committed_at
+    return (datetime.fromisoformat(image.created_at) - _EPOCH) // timedelta(microseconds=1)
 
 
 def _signed(value: int) -> int:

@@ -18,6 +18,7 @@ class MemoryImageStore:
 
     def __init__(self) -> None:
         self.identity = secrets.token_hex(16)
+        self.migrated_from: int | None = None  # nothing to migrate: nothing is kept
         self._by_id: dict[str, ImageRecord] = {}
         self._by_key: dict[int, ImageRecord] = {}
         self._tombstones: dict[int, int] = {}  # position -> removed key
@@ -73,6 +74,17 @@ class MemoryImageStore:
 
     def size_bytes(self) -> int:
         return 0
+
+    def count_older(self, hashing_version: int) -> int:
+        with self._lock:
+            return sum(1 for r in self._by_key.values() if r.hashing_version < hashing_version)
+
+    def older(self, hashing_version: int, *, after_key: int, limit: int) -> list[ImageRecord]:
+        with self._lock:
+            found = [
+                r for r in self._by_key.values() if r.key > after_key and r.hashing_version < hashing_version
+            ]
+        return sorted(found, key=lambda r: r.key)[:limit]
 
     def on_change(self, wake: Wake) -> None:
         """One process: its own writes wake its index."""
@@ -138,11 +150,12 @@ class _MemoryWrite:
             dhash=image.dhash,
             width=image.width,
             height=image.height,
-            created_at=format_time(datetime.now(UTC)),
+            created_at=image.created_at or format_time(datetime.now(UTC)),
             metadata=dict(image.metadata),
             dhash_vertical=image.dhash_vertical,
             dct_hash=image.dct_hash,
             sha256=image.sha256,
+            hashing_version=image.hashing_version,
         )
         self._store._by_id[image.id] = record
         self._store._by_key[record.key] = record

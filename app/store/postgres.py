@@ -2,7 +2,6 @@
 readers read committed data beside them, and LISTEN/NOTIFY wakes the other replicas."""
 
 import logging
-import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,33 +18,10 @@ from app.errors import ImageExists, StoreFull, StoreUnavailable
 from app.models import ImageRecord, NewImage
 from app.store.base import Changes, Wake, refuse_repeated_ids
 from app.store.columns import COLUMNS, now_micros, record_of_new, record_of_row, row_of
+from app.store.migrations import failed, pending
 
 _Connection = psycopg.Connection[TupleRow]
 
-_SCHEMA = [
-    """
-    CREATE TABLE IF NOT EXISTS images (
-        key BIGINT PRIMARY KEY,                -- the log position that added it
-        id TEXT COLLATE "C" NOT NULL UNIQUE,   -- "C": bytewise order, as in SQLite, served by the index
-        dhash BIGINT NOT NULL,                 -- 64-bit hashes stored as signed integers
-        dhash_vertical BIGINT,
-        dct_hash BIGINT,
-        sha256 BYTEA,
-        width INTEGER,
-        height INTEGER,
-        created_at BIGINT NOT NULL,            -- microseconds since the Unix epoch, UTC
-        metadata JSON                          -- NULL when empty; JSON, not JSONB: kept as written
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS log_head (
-        singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
-        position BIGINT NOT NULL,
-        identity TEXT NOT NULL
-    )
-    """,
-    "CREATE TABLE IF NOT EXISTS tombstones (position BIGINT PRIMARY KEY, key BIGINT NOT NULL)",
-]
 _COPY_IN = f"COPY images ({COLUMNS}) FROM STDIN"
 # Keys and dHashes of a stretch of keys as two big-endian int8 arrays, one row for the whole batch:
 # about 2.5 times the rows per second of fetching one row per image.
@@ -54,7 +30,7 @@ _KEYS_AND_HASHES = (
     "(SELECT key, dhash FROM images WHERE key > %s AND key <= %s ORDER BY key LIMIT %s) AS stretch"
 )
 _CHANNEL = "doppel_log"
-_SCHEMA_LOCK = 0x646F7070656C  # "doppel": the advisory lock that serialises creating the tables
+_SCHEMA_LOCK = 0x646F7070656C  # "doppel": the advisory lock that serialises the migrations
 CONNECT_TIMEOUT_S = 5  # how long a request waits for a connection before it is a 503
 LOCK_TIMEOUT_MS = 30_000  # how long a writer waits for another process's write block (as SQLite's)
 POOL_SIZE = 10
@@ -72,9 +48,10 @@ class PostgresImageStore:
         self._url = url
         self._where = _without_password(url)
         # A first connection of its own, to say why the server cannot be reached (the pool does
-        # not) and to create the tables.
+        # not) and to bring the schema to this code's version.
         with _reaching(self._where), psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-            self.identity: str = _create_schema(conn)
+            self.migrated_from = _migrate(conn, f"the database at {self._where}")
+            self.identity: str = str(_one(conn.execute("SELECT identity FROM log_head"))[0])
         self._pool: ConnectionPool[_Connection] = ConnectionPool(
             url,
             min_size=1,
@@ -172,6 +149,19 @@ class PostgresImageStore:
                 )
             )
         return int(size)
+
+    def count_older(self, hashing_version: int) -> int:
+        with self._connection() as conn:
+            query = "SELECT count(*) FROM images WHERE hashing_version < %s"
+            return int(_one(conn.execute(query, (hashing_version,)))[0])
+
+    def older(self, hashing_version: int, *, after_key: int, limit: int) -> list[ImageRecord]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM images WHERE hashing_version < %s AND key > %s ORDER BY key LIMIT %s",
+                (hashing_version, after_key, limit),
+            ).fetchall()
+        return [_record(row) for row in rows]
 
     def on_change(self, wake: Wake) -> None:
         """LISTEN on a connection of its own, in a thread that wakes on every notification."""
@@ -298,18 +288,47 @@ def _reason(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _create_schema(conn: _Connection) -> str:
-    """Create the tables if missing and return the store's identity (made here for a new store)."""
+def _migrate(conn: _Connection, database: str) -> int | None:
+    """Bring the schema to this code's version; return the version it was at, or None if it was
+    there. Replicas starting at once take turns on an advisory lock: the first migrates, the others
+    find it done. A store at this version is only read."""
     with conn.transaction():
-        # CREATE TABLE IF NOT EXISTS is not safe against a concurrent CREATE: serialise them.
+        version = _recorded_version(conn)
+        if version is not None and not pending(version, database):
+            return None
+    with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-        for statement in _SCHEMA:
-            conn.execute(statement)
         conn.execute(
-            "INSERT INTO log_head (position, identity) VALUES (0, %s) ON CONFLICT DO NOTHING",
-            (secrets.token_hex(16),),
+            "CREATE TABLE IF NOT EXISTS doppel_schema ("
+            "singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton), version INTEGER NOT NULL)"
         )
-        return str(_one(conn.execute("SELECT identity FROM log_head"))[0])
+        version = _recorded_version(conn)
+        if version is None:  # new, or made before the version was recorded: those had schema 1's tables
+            version = 0 if _one(conn.execute("SELECT to_regclass('log_head')"))[0] is None else 1
+        migrations = pending(version, database)  # raising rolls back: a newer store is left as it was
+        if not migrations:
+            return None
+        try:
+            for migration in migrations:
+                for statement in migration.postgres:
+                    conn.execute(statement)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.DatabaseError as exc:
+            raise failed(database, version, _reason(exc)) from exc
+        conn.execute(
+            "INSERT INTO doppel_schema (version) VALUES (%s) "
+            "ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
+            (version + len(migrations),),
+        )
+        return version
+
+
+def _recorded_version(conn: _Connection) -> int | None:
+    if _one(conn.execute("SELECT to_regclass('doppel_schema')"))[0] is None:
+        return None
+    row = conn.execute("SELECT version FROM doppel_schema").fetchone()
+    return None if row is None else int(row[0])
 
 
 def _configure(conn: _Connection) -> None:

@@ -4,7 +4,6 @@ lock (BEGIN IMMEDIATE), readers read committed data beside them."""
 import json
 import logging
 import os
-import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -18,33 +17,12 @@ from app.errors import ImageExists, StoreFull, StoreUnavailable
 from app.models import ImageRecord, Metadata, NewImage
 from app.store.base import Changes, StoreUnusable, Wake, refuse_repeated_ids
 from app.store.columns import COLUMNS, now_micros, record_of_new, record_of_row, row_of
+from app.store.migrations import failed, pending
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    key INTEGER PRIMARY KEY AUTOINCREMENT,  -- the log position that added it
-    id TEXT NOT NULL UNIQUE,
-    dhash INTEGER NOT NULL,                 -- 64-bit hashes stored as signed integers
-    dhash_vertical INTEGER,
-    dct_hash INTEGER,
-    sha256 BLOB,
-    width INTEGER,
-    height INTEGER,
-    created_at INTEGER NOT NULL,            -- microseconds since the Unix epoch, UTC
-    metadata TEXT                           -- JSON object, NULL when empty
-);
-CREATE TABLE IF NOT EXISTS log_head (
-    singleton INTEGER PRIMARY KEY CHECK (singleton = 0),
-    position INTEGER NOT NULL,
-    identity TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tombstones (
-    position INTEGER PRIMARY KEY,
-    key INTEGER NOT NULL
-);
-"""
-_TABLES = {"images", "log_head", "tombstones"}
-_INSERT = f"INSERT INTO images ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# The tables of Doppel's files from before the schema's version was recorded (user_version 0).
+_UNVERSIONED_TABLES = {"images", "log_head", "tombstones"}
+_UNVERSIONED_COLUMNS = "key, id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, metadata"
+_INSERT = f"INSERT INTO images ({COLUMNS}) VALUES ({', '.join('?' * len(COLUMNS.split(',')))})"
 # How long a writer waits for another process's write transaction before giving up (503).
 BUSY_TIMEOUT_MS = 30_000
 # Room held on the store's disk for deletes: a delete appends to the write-ahead log as any write
@@ -81,10 +59,9 @@ class SQLiteImageStore:
             raise StoreUnusable(f"the database {path} cannot be used: {_why(exc)}") from exc
         try:
             with _store_errors(path):
-                complete = self._check()
+                self._check()
                 self._writer.execute("PRAGMA journal_mode=WAL")
-                if not complete:  # nothing written at the start of a store that has it: its disk may be full
-                    self._create_schema()
+                self.migrated_from = self._migrate()
                 self.identity: str = self._writer.execute("SELECT identity FROM log_head").fetchone()[0]
                 self._max_pages: int = self._writer.execute("PRAGMA max_page_count").fetchone()[0]
             self._reserve.hold()
@@ -95,15 +72,11 @@ class SQLiteImageStore:
             self._writer.close()
             raise
 
-    def _check(self) -> bool:
-        """Refuse a file written by a newer Doppel, another application's database, or a damaged one.
-        Whether the schema is all there."""
+    def _check(self) -> None:
+        """Refuse, before changing anything, a file written by a newer Doppel, another application's
+        database, or a damaged one."""
         (version,) = self._writer.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise StoreUnusable(
-                f"the database {self.path} was written by a newer Doppel (schema {version}; "
-                f"this one knows up to {SCHEMA_VERSION})"
-            )
+        pending(version, f"the database {self.path}")
         tables = {
             name
             for (name,) in self._writer.execute(
@@ -111,14 +84,43 @@ class SQLiteImageStore:
             )
         }
         columns = [row[1] for row in self._writer.execute("PRAGMA table_info(images)")]
-        if not tables <= _TABLES or (columns and ", ".join(columns) != COLUMNS):
+        if version == 0:
+            # Empty, or Doppel's from before the version was recorded, or another application's.
+            same_columns = not columns or ", ".join(columns) == _UNVERSIONED_COLUMNS
+            doppels = tables <= _UNVERSIONED_TABLES and same_columns
+        else:
+            doppels = _UNVERSIONED_TABLES <= tables
+        if not doppels:
             shown = ", ".join(sorted(tables))
             raise StoreUnusable(
                 f"the database {self.path} holds another schema than Doppel's (tables: {shown})"
             )
         if _truncated(self.path):
             raise StoreUnusable(f"the database {self.path} is damaged: shorter than its header says")
-        return version == SCHEMA_VERSION and tables == _TABLES
+
+    def _migrate(self) -> int | None:
+        """Bring the schema to this code's version; return the version it was at, or None if it was
+        there. Nothing is written, nor the file's write lock taken, when it is there; else the
+        version is read again under the lock: another process may have just done it."""
+        database = f"the database {self.path}"
+        if not pending(self._writer.execute("PRAGMA user_version").fetchone()[0], database):
+            return None
+        with self._write_lock, _Transaction(self._writer):
+            (version,) = self._writer.execute("PRAGMA user_version").fetchone()
+            migrations = pending(version, database)
+            if not migrations:
+                return None
+            try:
+                for migration in migrations:
+                    for statement in migration.sqlite:
+                        self._writer.execute(statement)
+            except sqlite3.DatabaseError as exc:
+                if _busy(exc):
+                    raise
+                raise failed(database, version, str(exc)) from exc
+            # user_version is part of the transaction: a failed migration leaves the old version.
+            self._writer.execute(f"PRAGMA user_version={version + len(migrations)}")
+            return int(version)
 
     def _connect(self) -> sqlite3.Connection:
         with _store_errors(self.path):
@@ -126,19 +128,6 @@ class SQLiteImageStore:
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA synchronous=FULL")
         return db
-
-    def _create_schema(self) -> None:
-        with self._write_lock, _Transaction(self._writer):
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._writer.execute(statement)
-            # A store written before the log existed: its head is the largest key ever used.
-            self._writer.execute(
-                "INSERT OR IGNORE INTO log_head VALUES (0, "
-                "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'images'), 0), ?)",
-                (secrets.token_hex(16),),
-            )
-            self._writer.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
     def writing(self) -> Iterator["_SQLiteWrite"]:
@@ -231,6 +220,18 @@ class SQLiteImageStore:
             with suppress(FileNotFoundError):
                 total += path.stat().st_size
         return total
+
+    def count_older(self, hashing_version: int) -> int:
+        return int(
+            self._read("SELECT count(*) FROM images WHERE hashing_version < ?", (hashing_version,))[0][0]
+        )
+
+    def older(self, hashing_version: int, *, after_key: int, limit: int) -> list[ImageRecord]:
+        rows = self._read(
+            f"SELECT {COLUMNS} FROM images WHERE hashing_version < ? AND key > ? ORDER BY key LIMIT ?",
+            (hashing_version, after_key, limit),
+        )
+        return [_record(row) for row in rows]
 
     def on_change(self, wake: Wake) -> None:
         """SQLite cannot tell: readers poll head()."""
@@ -412,7 +413,7 @@ def _store_errors(path: Path) -> Iterator[None]:
     try:
         yield
     except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+        if _busy(exc):
             raise StoreUnavailable(f"the database {path} is locked by another writer: {exc}") from exc
         if _is_full(exc):
             logger.error("the store %s is full: %s", path, exc)
@@ -425,6 +426,11 @@ def _store_errors(path: Path) -> Iterator[None]:
 
 def _is_full(exc: sqlite3.Error) -> bool:
     return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL
+
+
+def _busy(exc: sqlite3.DatabaseError) -> bool:
+    """Whether the error is another process holding the file's lock past the busy timeout."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _truncated(path: Path) -> bool:

@@ -76,7 +76,8 @@ async def add_batch(
     request: Request, service: ServiceDep, settings: SettingsDep, options: SearchOptionsDep
 ) -> JSONLine:
     """Add many images in one transaction, all or nothing: up to 10,000 hashes computed elsewhere
-    (JSON `{"items": [{"id", "hash", "metadata"}]}`) or up to 100 files (multipart `file` parts,
+    (JSON `{"items": [{"id", "hash", "vertical_hash", "dct_hash", "hashing_version", "metadata"}]}`,
+    only `hash` required) or up to 100 files (multipart `file` parts,
     with optional `id` and `metadata` parts, one per file). Any refused item refuses the batch,
     naming each item at fault. The search parameters shape each file's `duplicates`."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -117,7 +118,17 @@ def _hash_items(body: bytes) -> list[HashItem]:
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
         ) from exc
-    return [HashItem(hash=item.hash, id=item.id, metadata=item.metadata) for item in batch.items]
+    return [
+        HashItem(
+            hash=item.hash,
+            id=item.id,
+            metadata=item.metadata,
+            vertical_hash=item.vertical_hash,
+            dct_hash=item.dct_hash,
+            hashing_version=item.hashing_version,
+        )
+        for item in batch.items
+    ]
 
 
 async def _read_form(request: Request) -> FormData:

@@ -55,7 +55,9 @@ async def search_by_hash(
 ) -> SearchOut:
     """The same search for hashes computed elsewhere."""
     signature = Signature(
-        parse_hash(query_hash), parse_optional_hash(vertical_hash), parse_optional_hash(dct_hash)
+        parse_hash(query_hash),
+        parse_optional_hash(vertical_hash, "vertical_hash"),
+        parse_optional_hash(dct_hash, "dct_hash"),
     )
     matches = await run_in_threadpool(service.matching.search_hash, signature, options=options)
     return SearchOut.of(signature, matches)
