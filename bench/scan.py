@@ -1,9 +1,10 @@
 """`python main.py scan` against findimagedupes on one folder of 1,000 ordinary images.
 
 The folder: the photos of shared/images/dev, each shrunk to at most 1600 px (the originals; not
-large/, whose photos are larger copies of some of dev's), and edited copies of them made with the edits of `python main.py eval` (app/evaluation.py;
-all but 'resize 200%', which would exceed 1600 px), drawn at random (seeded) until the folder holds
---files images. Files made from one original are the true duplicate pairs.
+large/, whose photos are larger copies of some of dev's), and edited copies of them made with the
+edits of `python main.py eval` (app/evaluation.py; all but 'resize 200%', which would exceed
+1600 px), drawn at random (seeded) until the folder holds --files images. Files made from one
+original are the true duplicate pairs.
 
 Timed, start to finish as a user runs them, in turns (--rounds, medians): findimagedupes -R -q DIR
 (no fingerprint database: a cold run), `python main.py scan DIR` with a new cache (cold) and again
