@@ -5,7 +5,6 @@ matching accuracy on a folder of images."""
 import argparse
 import ipaddress
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -149,7 +148,7 @@ def main(argv: list[str]) -> int:
     if args.command == "scan":
         return run_scan(settings, args)
     if args.command == "index":
-        return run_index(args)
+        return run_index(settings, args)
     return serve(settings)
 
 
@@ -209,6 +208,10 @@ def run_scan(settings: Settings, args: argparse.Namespace) -> int:
     if missing:
         print(f"doppel: no such folder or file: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
+    unwritable = [p for p in (args.json, args.csv, args.html) if p is not None and not p.parent.is_dir()]
+    if unwritable:
+        print(f"doppel: no folder to write {', '.join(map(str, unwritable))} in", file=sys.stderr)
+        return 2
     if args.max_distance is not None:
         settings = settings.model_copy(update={"max_distance": args.max_distance})
     cache = None
@@ -241,7 +244,7 @@ def run_scan(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_index(args: argparse.Namespace) -> int:
+def run_index(settings: Settings, args: argparse.Namespace) -> int:
     from app.scan.indexer import IndexingFailed, index_folders
 
     try:
@@ -252,7 +255,7 @@ def run_index(args: argparse.Namespace) -> int:
             metadata=args.metadata,
             hidden=args.hidden,
             batch_size=min(args.batch, 100),
-            api_key=os.environ.get("DOPPEL_API_KEY") or None,
+            api_key=None if settings.api_key is None else settings.api_key.get_secret_value(),
         )
     except IndexingFailed as exc:
         print(f"doppel: {exc}", file=sys.stderr)

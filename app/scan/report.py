@@ -35,12 +35,17 @@ def modified(file: ScannedFile) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' * (number != 1)}"
+
+
 def summary(result: ScanResult) -> str:
     in_groups = sum(len(g.members) for g in result.groups)
     return (
-        f"{len(result.files)} images ({result.hashed} hashed, {len(result.files) - result.hashed} from the "
-        f"cache), {len(result.skipped)} files skipped; {len(result.groups)} groups of duplicates hold "
-        f"{in_groups} files ({in_groups - len(result.groups)} beyond one per group)"
+        f"{count(len(result.files), 'image')}, {count(len(result.skipped), 'file')} skipped "
+        f"({result.hashed} read now, {result.cached} known from the cache); "
+        f"{count(len(result.groups), 'group')} of duplicates holding {count(in_groups, 'file')} "
+        f"({in_groups - len(result.groups)} beyond one per group)"
     )
 
 
@@ -56,7 +61,7 @@ def write_table(result: ScanResult, out: TextIO) -> None:
         for member in group.members:
             near = _nearest(group, member)
             tags = [t for t, f in (("largest", group.largest), ("oldest", group.oldest)) if f is member]
-            match = "identical to" if near.exact else f"{near.distance} bit{'s' * (near.distance != 1)} from"
+            match = "identical to" if near.exact else f"{count(near.distance, 'bit')} from"
             other = near.b if near.a is member else near.a
             out.write(
                 f"  {member.hashes.width:>5}x{member.hashes.height:<5} {member.hashes.format:<4} "
@@ -211,7 +216,7 @@ def write_html(result: ScanResult, out: TextIO) -> None:
             dct = "" if p.dct_distance is None else str(p.dct_distance)
             kind = "identical files" if p.exact else p.orientation.value
             out.write(
-                f"<tr><td>{numbers[id(p.a)]} ~ {numbers[id(p.b)]}</td><td>{p.distance} bits</td>"
+                f"<tr><td>{numbers[id(p.a)]} ~ {numbers[id(p.b)]}</td><td>{count(p.distance, 'bit')}</td>"
                 f"<td>{dct}</td><td>{e(kind)}</td></tr>\n"
             )
         out.write("</table></section>\n")

@@ -88,7 +88,8 @@ class ScanResult:
     files: list[ScannedFile]
     groups: list[Group]  # most members first
     skipped: list[Skipped]
-    hashed: int  # files decoded in this run (the others came from the cache)
+    hashed: int  # files read and decoded in this run
+    cached: int  # files whose outcome came from the cache
 
 
 def scan(
@@ -115,7 +116,7 @@ def scan(
             files.append(ScannedFile(found, outcome))
     options = SearchOptions(limit=None, all_orientations=all_orientations)
     groups = _groups(files, find_pairs(files, settings, options))
-    return ScanResult(files, groups, sorted(skipped, key=lambda s: s.path), hashed)
+    return ScanResult(files, groups, sorted(skipped, key=lambda s: s.path), hashed, len(outcomes) - hashed)
 
 
 def might_be_image(path: Path, head: bytes) -> bool:
