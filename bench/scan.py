@@ -19,6 +19,7 @@ import argparse
 import itertools
 import json
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -85,20 +86,30 @@ def truth(folder: Path) -> set[frozenset[str]]:
     return pairs_of(list(by_original.values()))
 
 
-def run(command: list[str]) -> tuple[float, str]:
+CPU_TIMES: dict[str, list[float]] = {}  # command -> CPU seconds of each run, its processes' all
+
+
+def run(label: str, command: list[str]) -> tuple[float, str]:
+    """Wall-clock seconds and output of a command; its CPU time (user and system, of every process
+    it started) goes to CPU_TIMES: on a machine shared with others, the part that load cannot inflate."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
-    return time.perf_counter() - started, done.stdout
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    CPU_TIMES.setdefault(label, []).append(cpu)
+    return seconds, done.stdout
 
 
 def findimagedupes(folder: Path) -> tuple[float, list[list[str]]]:
-    seconds, out = run(["findimagedupes", "-R", "-q", str(folder)])
+    seconds, out = run("findimagedupes", ["findimagedupes", "-R", "-q", str(folder)])
     return seconds, [line.split() for line in out.splitlines() if line.strip()]
 
 
-def doppel(folder: Path, cache: Path, report: Path, *extra: str) -> tuple[float, list[list[str]]]:
+def doppel(label: str, folder: Path, cache: Path, report: Path, *extra: str) -> tuple[float, list[list[str]]]:
     command = [sys.executable, "main.py", "scan", str(folder), "--cache", str(cache), "--json", str(report)]
-    seconds, _ = run([*command, *extra])
+    seconds, _ = run(label, [*command, *extra])
     groups = json.loads(report.read_text())["groups"]
     return seconds, [[f["path"] for f in g["files"]] for g in groups]
 
@@ -134,8 +145,8 @@ def main() -> None:
         for n in range(args.rounds):
             fid_seconds, fid_groups = findimagedupes(folder)
             cache = work / f"cache-{n}.sqlite3"
-            cold, groups = doppel(folder, cache, work / "cold.json")
-            warm, warm_groups = doppel(folder, cache, work / "warm.json")
+            cold, groups = doppel("doppel cold", folder, cache, work / "cold.json")
+            warm, warm_groups = doppel("doppel warm", folder, cache, work / "warm.json")
             assert warm_groups == groups, "a warm scan found other groups than the cold one"
             fid_times.append(fid_seconds)
             cold_times.append(cold)
@@ -149,7 +160,18 @@ def main() -> None:
             f"median: findimagedupes {fid:.2f} s, doppel scan cold {cold:.2f} s = {cold / fid:.2f}x of "
             f"findimagedupes (target <= 0.5x), warm {warm:.2f} s (target < 2 s)"
         )
-        _, oriented = doppel(folder, work / "cache-0.sqlite3", work / "oriented.json", "--all-orientations")
+        print(
+            "median CPU time (user + system, all processes): "
+            + ", ".join(f"{label} {statistics.median(t):.2f} s" for label, t in CPU_TIMES.items())
+        )
+        oriented_run = (
+            "oriented",
+            folder,
+            work / "cache-0.sqlite3",
+            work / "oriented.json",
+            "--all-orientations",
+        )
+        _, oriented = doppel(*oriented_run)
         expected = truth(folder)
         print(f"findimagedupes:                 {quality(fid_groups, expected)}")
         print(f"doppel scan:                    {quality(groups, expected)}")

@@ -210,7 +210,7 @@ def test_scan_command_writes_the_table_json_csv_and_a_self_contained_page(
         for member in group["files"]:
             assert member["path"] in page.text
     decoded = Image.open(BytesIO(base64.b64decode(page.images[0].split(",", 1)[1])))
-    assert max(decoded.size) <= 220
+    assert max(decoded.size) <= 180
 
 
 class _Page(HTMLParser):

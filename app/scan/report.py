@@ -16,7 +16,7 @@ from app.imaging import has_transparency, on_white
 from app.imaging.hashing import READ_FORMATS
 from app.scan.scanner import Group, Pair, ScannedFile, ScanResult
 
-THUMBNAIL_SIDE = 220
+THUMBNAIL_SIDE = 180
 _DRAFT_SIDE = 2 * THUMBNAIL_SIDE  # JPEGs decode at a reduced scale no smaller than this
 
 
@@ -184,13 +184,14 @@ body{font:14px/1.4 system-ui,sans-serif;margin:0;padding:1em 2em;background:#f4f
 h1{font-size:1.4em;margin:.2em 0}.summary{color:#555;margin-bottom:1.5em}
 section{background:#fff;border:1px solid #ddd;border-radius:8px;padding:.8em 1em;margin:0 0 1.2em}
 h2{font-size:1.05em;margin:0 0 .6em}.members{display:flex;flex-wrap:wrap;gap:12px}
-figure{margin:0;width:230px;border:1px solid #e3e3e3;border-radius:6px;padding:5px;background:#fafafa}
-figure img,.none{display:block;max-width:220px;max-height:220px;margin:0 auto}
-.none{width:220px;height:120px;line-height:120px;text-align:center;color:#999;background:#eee}
-figcaption{font-size:12px;margin-top:4px;word-break:break-all}.meta{color:#555}
+figure{margin:0;width:190px;border:1px solid #e3e3e3;border-radius:6px;padding:5px;background:#fafafa}
+figure img,.none{display:block;max-width:180px;max-height:180px;margin:0 auto}
+.none{width:180px;height:120px;line-height:120px;text-align:center;color:#999;background:#eee}
+figcaption{font-size:12px;margin-top:4px}.path{word-break:break-all}.meta{color:#555}
 .tag{display:inline-block;font-size:11px;padding:0 5px;border-radius:3px;margin-right:3px;background:#dfe9f7}
-.exact{background:#f7dcdc}table{border-collapse:collapse;margin-top:.6em;font-size:12px}
-td,th{padding:1px 8px;border-bottom:1px solid #eee;text-align:left}
+.exact{background:#f7dcdc}.pairs{font-size:12px;color:#444;margin:.6em 0 0}
+.pair{display:inline-block;margin:0 14px 2px 0;white-space:nowrap}
+table{border-collapse:collapse;font-size:12px}td{padding:1px 8px;border-bottom:1px solid #eee}
 """
 
 
@@ -210,16 +211,16 @@ def write_html(result: ScanResult, out: TextIO) -> None:
         out.write(f"<section><h2>Group {number}: {len(group.members)} files</h2><div class=members>\n")
         for n, member in enumerate(group.members, 1):
             out.write(_figure(n, member, group, exact=id(member) in identical))
-        out.write("</div><table><tr><th>pair</th><th>dHash distance</th><th>DCT distance</th>")
-        out.write("<th>orientation</th></tr>\n")
+        out.write("</div><p class=pairs>")
         for p in group.pairs:
-            dct = "" if p.dct_distance is None else str(p.dct_distance)
-            kind = "identical files" if p.exact else p.orientation.value
+            # how far apart: dHash bits, DCT bits (the confirmation), and how the second is turned
+            dct = "" if p.dct_distance is None else f", DCT {p.dct_distance}"
+            how = "identical files" if p.exact else f"{count(p.distance, 'bit')}{dct}"
+            turned = "" if p.orientation.value == "original" else f", {p.orientation.value}"
             out.write(
-                f"<tr><td>{numbers[id(p.a)]} ~ {numbers[id(p.b)]}</td><td>{count(p.distance, 'bit')}</td>"
-                f"<td>{dct}</td><td>{e(kind)}</td></tr>\n"
+                f"<span class=pair><b>{numbers[id(p.a)]} ~ {numbers[id(p.b)]}</b>: {how}{turned}</span>"
             )
-        out.write("</table></section>\n")
+        out.write("</p></section>\n")
     if result.skipped:
         out.write("<section><h2>Skipped</h2><table>\n")
         for skipped in result.skipped:
@@ -241,7 +242,7 @@ def _figure(n: int, member: ScannedFile, group: Group, *, exact: bool) -> str:
     )
     hashes = member.hashes
     return (
-        f"<figure>{picture}<figcaption><b>{n}.</b> {e(str(member.found.path))}<br><span class=meta>"
-        f"{hashes.width}x{hashes.height} {e(hashes.format)}, {human_bytes(member.found.size)}, "
-        f"{modified(member)[:10]}</span><br>{badges}</figcaption></figure>\n"
+        f"<figure>{picture}<figcaption><div class=path><b>{n}.</b> {e(str(member.found.path))}</div>"
+        f"<div class=meta>{hashes.width}x{hashes.height} {e(hashes.format)}, {human_bytes(member.found.size)}"
+        f"<br>modified {modified(member)[:10]}</div>{badges}</figcaption></figure>\n"
     )
