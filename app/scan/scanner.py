@@ -176,8 +176,7 @@ def _hash_all(
 
 
 def _hashed(paths: list[str], max_pixels: int, workers: int | None) -> Iterator[Outcome]:
-    """Each file's outcome in order, hashed by a process per core (decoding holds the GIL too
-    long for threads to keep two cores busy)."""
+    """Each file's outcome in order, hashed by a process per core."""
     if not paths:
         return
     with ProcessPoolExecutor(
