@@ -101,7 +101,7 @@ def add_index_parser(commands: "argparse._SubParsersAction[argparse.ArgumentPars
         help="load the images of folders into a running Doppel service",
         description="Send every image under the folders to URL's POST /images/batch, skipping those "
         "the service already holds (so a run that was interrupted can be started again). Ids are "
-        "the paths relative to each folder ('/' written %%2F, '%%' written %%25), or with --id-from "
+        "the paths relative to each folder ('/' written %2F, '%' written %25), or with --id-from "
         "sha256 the files' SHA-256; the metadata holds the path. The API key is read from "
         "DOPPEL_API_KEY. A file the service refuses is reported and skipped.",
     )
