@@ -1,6 +1,7 @@
-"""Command line: `python main.py [serve]` runs the HTTP service; `python main.py eval DIR` measures
-matching accuracy on a folder of images; `python main.py rehash [--from DIR]` counts, and re-hashes
-from their files, the records hashed by an older version of the hashing."""
+"""Command line: `python main.py [serve]` runs the HTTP service; `scan DIR...` finds the duplicates
+in folders; `index DIR... --url URL` loads folders into a running service; `rehash [--from DIR]`
+counts, and re-hashes from their files, the records hashed by an older version of the hashing;
+`eval DIR` measures matching accuracy on a folder of images."""
 
 import argparse
 import ipaddress
@@ -8,15 +9,12 @@ import logging
 import sys
 from pathlib import Path
 
-import uvicorn
 from pydantic import ValidationError
 
 from app.config import Settings
 from app.errors import StoreUnavailable
-from app.factory import create_app
 from app.imaging import HASHING_VERSION
 from app.index import HammingIndex
-from app.service import build_service
 from app.service.metrics import Metrics
 from app.service.rehash import FolderFiles, count_older, rehash
 from app.service.uploads import UploadHasher
@@ -82,7 +80,83 @@ def build_parser() -> argparse.ArgumentParser:
     rehash.add_argument(
         "--from", dest="originals", type=Path, metavar="DIR", help="a folder of the original files"
     )
+    add_scan_parser(commands)
+    add_index_parser(commands)
     return parser
+
+
+def add_scan_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    scan = commands.add_parser(
+        "scan",
+        help="find the duplicate images in folders (no server needed)",
+        description="Hash every image under the folders (recursively, on every core, through a "
+        "cache), group the duplicates with the service's matching rules, print them as a table and "
+        "write them as JSON, CSV or an HTML page of thumbnails. Uses DOPPEL_MAX_DISTANCE, "
+        "DOPPEL_CONFIRM_DISTANCE and DOPPEL_MAX_PIXELS.",
+    )
+    scan.add_argument("folders", type=Path, nargs="+", metavar="DIR", help="folders (or files) to scan")
+    scan.add_argument(
+        "--max-distance",
+        type=_distance,
+        metavar="N",
+        help="match threshold in bits, 0-64 (default DOPPEL_MAX_DISTANCE, 10)",
+    )
+    scan.add_argument(
+        "--all-orientations", action="store_true", help="also match mirrored and quarter-turned copies"
+    )
+    scan.add_argument("--json", type=Path, metavar="FILE", help="write the groups as JSON")
+    scan.add_argument("--csv", type=Path, metavar="FILE", help="write the groups as CSV, a row per file")
+    scan.add_argument("--html", type=Path, metavar="FILE", help="write a page of the groups' thumbnails")
+    scan.add_argument(
+        "--cache",
+        type=Path,
+        metavar="FILE",
+        help="the hash cache (default: doppel/scan-cache.sqlite3 in $XDG_CACHE_HOME or ~/.cache)",
+    )
+    scan.add_argument("--no-cache", action="store_true", help="hash every file again and keep nothing")
+    scan.add_argument("--hidden", action="store_true", help="also scan files and folders named .*")
+    scan.add_argument("--workers", type=_positive, metavar="N", help="hashing processes (default: the cores)")
+
+
+def add_index_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    index = commands.add_parser(
+        "index",
+        help="load the images of folders into a running Doppel service",
+        description="Send every image under the folders to URL's POST /images/batch, skipping those "
+        "the service already holds (so a run that was interrupted can be started again). Ids are "
+        "the paths relative to each folder ('/' written %2F, '%' written %25), or with --id-from "
+        "sha256 the files' SHA-256; the metadata holds the path. The API key is read from "
+        "DOPPEL_API_KEY. A file the service refuses is reported and skipped.",
+    )
+    index.add_argument("folders", type=Path, nargs="+", metavar="DIR", help="folders (or files) to index")
+    index.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8000")
+    index.add_argument(
+        "--id-from",
+        choices=("path", "sha256"),
+        default="path",
+        help="what the ids are made of (default path)",
+    )
+    index.add_argument(
+        "--metadata", metavar="JSON", default="{}", help="a JSON object added to every image's metadata"
+    )
+    index.add_argument("--hidden", action="store_true", help="also send files and folders named .*")
+    index.add_argument(
+        "--batch", type=_positive, default=100, metavar="N", help="files per request (default and most 100)"
+    )
+
+
+def _distance(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError("a distance is 0 to 64 bits")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def main(argv: list[str]) -> int:
@@ -96,10 +170,20 @@ def main(argv: list[str]) -> int:
         return run_evaluation(settings, args)
     if args.command == "rehash":
         return run_rehash(settings, args.originals)
+    if args.command == "scan":
+        return run_scan(settings, args)
+    if args.command == "index":
+        return run_index(settings, args)
     return serve(settings)
 
 
 def serve(settings: Settings) -> int:
+    # Imported here: the other commands start faster without the web stack.
+    import uvicorn
+
+    from app.factory import create_app
+    from app.service import build_service
+
     try:
         service = build_service(settings)  # a store that cannot be opened: one clear line, not a traceback
     except (StoreUnusable, StoreUnavailable) as exc:
@@ -176,6 +260,75 @@ def run_evaluation(settings: Settings, args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     print(format_report(report, confirm_distance=settings.confirm_distance))
+    return 0
+
+
+def run_scan(settings: Settings, args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from app.scan.cache import HashCache, default_cache_path
+    from app.scan.report import write_csv, write_html, write_json, write_table
+    from app.scan.scanner import scan
+
+    missing = [path for path in args.folders if not path.exists()]
+    if missing:
+        print(f"doppel: no such folder or file: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    unwritable = [p for p in (args.json, args.csv, args.html) if p is not None and not p.parent.is_dir()]
+    if unwritable:
+        print(f"doppel: no folder to write {', '.join(map(str, unwritable))} in", file=sys.stderr)
+        return 2
+    if args.max_distance is not None:
+        settings = settings.model_copy(update={"max_distance": args.max_distance})
+    cache = None
+    if not args.no_cache:
+        cache_path = args.cache or default_cache_path()
+        try:
+            cache = HashCache(cache_path)
+        except (OSError, sqlite3.Error) as exc:  # a scan without its cache is slower, not wrong
+            print(
+                f"doppel: the hash cache {cache_path} cannot be used ({exc}); hashing every file",
+                file=sys.stderr,
+            )
+    try:
+        result = scan(
+            args.folders,
+            settings,
+            all_orientations=args.all_orientations,
+            cache=cache,
+            workers=args.workers,
+            hidden=args.hidden,
+        )
+    finally:
+        if cache is not None:
+            cache.close()
+    write_table(result, sys.stdout)
+    for path, write in ((args.json, write_json), (args.csv, write_csv), (args.html, write_html)):
+        if path is not None:
+            with path.open("w", encoding="utf-8", newline="" if write is write_csv else None) as out:
+                write(result, out)
+    return 0
+
+
+def run_index(settings: Settings, args: argparse.Namespace) -> int:
+    from app.scan.indexer import IndexingFailed, index_folders
+
+    try:
+        report = index_folders(
+            args.folders,
+            url=args.url,
+            id_from=args.id_from,
+            metadata=args.metadata,
+            hidden=args.hidden,
+            batch_size=min(args.batch, 100),
+            api_key=None if settings.api_key is None else settings.api_key.get_secret_value(),
+        )
+    except IndexingFailed as exc:
+        print(f"doppel: {exc}", file=sys.stderr)
+        return 2
+    for path, reason in report.refused:
+        print(f"refused {path}: {reason}")
+    print(report.summary())
     return 0
 
 

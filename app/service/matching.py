@@ -71,10 +71,13 @@ class Matching:
         record = self.store.get(check_image_id(image_id))
         if record is None:
             raise ImageNotFound(image_id)
-        query = Query(
-            variants_of_hashes(record.dhash, record.dhash_vertical, record.dct_hash), sha256=record.sha256
+        # The turned variants only when they are searched: making them costs more than the search.
+        variants = (
+            variants_of_hashes(record.dhash, record.dhash_vertical, record.dct_hash)
+            if options.all_orientations
+            else {ORIGINAL: Signature(record.dhash, record.dhash_vertical, record.dct_hash)}
         )
-        return record, self.find(query, options, exclude_key=record.key)
+        return record, self.find(Query(variants, sha256=record.sha256), options, exclude_key=record.key)
 
     def find(self, query: Query, options: SearchOptions, *, exclude_key: int | None = None) -> list[Match]:
         """Stored images within `max_distance` of the query's dHash (of any of its variants when

@@ -1,0 +1,112 @@
+"""The scan's hash cache: what hashing each file gave (its hashes, or why it was skipped), keyed
+by its absolute path, size and modification time, in a SQLite file."""
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.imaging import HASHING_VERSION, hash_hex, parse_hash_hex
+
+# Part of every entry's key, so that older entries are hashed again: the hashing's version, times
+# 100, plus that of what the cache keeps of a file (bump it when that changes).
+CACHE_VERSION = HASHING_VERSION * 100 + 1
+_CHUNK = 500  # host parameters per query, well under SQLite's limit
+
+
+@dataclass(frozen=True, slots=True)
+class FileHashes:
+    """What the scan keeps of an image file."""
+
+    dhash: int
+    vertical: int
+    dct: int
+    sha256: str
+    width: int
+    height: int
+    format: str
+
+
+# The hashes of a file, or the reason it was skipped.
+Outcome = FileHashes | str
+
+
+def default_cache_path() -> Path:
+    """The user's cache folder ($XDG_CACHE_HOME, else ~/.cache), as platformdirs would name it on Linux."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "doppel" / "scan-cache.sqlite3"
+
+
+class HashCache:
+    """Outcomes of earlier scans. Entries of files that changed are not returned (and are
+    replaced when the file is hashed again)."""
+
+    def __init__(self, path: Path) -> None:
+        """Open or create the cache; raises sqlite3.Error or OSError when it cannot be used."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Another scan may write at once: wait for its lock rather than fail.
+        self._db = sqlite3.connect(path, timeout=30)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
+            " version INTEGER, dhash TEXT, vertical TEXT, dct TEXT, sha256 TEXT, width INTEGER,"
+            " height INTEGER, format TEXT, skipped TEXT)"
+        )
+        self._db.commit()
+
+    def get(self, files: list[tuple[str, int, int]]) -> dict[str, Outcome]:
+        """The cached outcome of each (absolute path, size, mtime_ns) still as it was."""
+        wanted = {path: (size, mtime_ns) for path, size, mtime_ns in files}
+        paths = list(wanted)
+        found: dict[str, Outcome] = {}
+        for start in range(0, len(paths), _CHUNK):
+            chunk = paths[start : start + _CHUNK]
+            rows = self._db.execute(
+                f"SELECT * FROM files WHERE version = ? AND path IN ({','.join('?' * len(chunk))})",
+                [CACHE_VERSION, *chunk],
+            )
+            for path, size, mtime_ns, _, dhash, vertical, dct, sha256, width, height, fmt, skipped in rows:
+                if wanted[path] != (size, mtime_ns):
+                    continue
+                found[path] = (
+                    skipped
+                    if skipped is not None
+                    else FileHashes(
+                        parse_hash_hex(dhash),
+                        parse_hash_hex(vertical),
+                        parse_hash_hex(dct),
+                        sha256,
+                        width,
+                        height,
+                        fmt,
+                    )
+                )
+        return found
+
+    def put(self, entries: list[tuple[str, int, int, Outcome]]) -> None:
+        """Keep the outcome of each (absolute path, size, mtime_ns) hashed."""
+        rows = []
+        for path, size, mtime_ns, outcome in entries:
+            if isinstance(outcome, str):
+                rows.append((path, size, mtime_ns, CACHE_VERSION, *([None] * 7), outcome))
+            else:
+                o = outcome
+                hashes = (hash_hex(o.dhash), hash_hex(o.vertical), hash_hex(o.dct))
+                rows.append(
+                    (
+                        path,
+                        size,
+                        mtime_ns,
+                        CACHE_VERSION,
+                        *hashes,
+                        o.sha256,
+                        o.width,
+                        o.height,
+                        o.format,
+                        None,
+                    )
+                )
+        with self._db:
+            self._db.executemany(f"INSERT OR REPLACE INTO files VALUES ({','.join('?' * 12)})", rows)
+
+    def close(self) -> None:
+        self._db.close()
