@@ -20,6 +20,7 @@ class NewImage:
     dhash_vertical: int | None = None  # orientation variants of a stored image need it
     dct_hash: int | None = None  # confirms dHash candidates
     sha256: str | None = None  # hex digest of the uploaded file's bytes
+    thumbnail: bytes | None = None  # a small WebP for the page at /; kept beside the record
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,6 +221,7 @@ def _new_image(upload: Upload, *, image_id: str, metadata: Metadata) -> NewImage
         dhash_vertical=upload.hashes.dhash_vertical,
         dct_hash=upload.hashes.dct_hash,
         sha256=upload.sha256,
+        thumbnail=upload.thumbnail,
     )
 
 

@@ -1,35 +1,50 @@
 """Hashing of uploaded files, a bounded number at once."""
 
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass
 
-from app.imaging import ImageHashes, hash_image_bytes
+from app.imaging import ImageHashes, hash_image_bytes, thumbnail_webp
 from app.validation import check_file_size
+
+logger = logging.getLogger("doppel")
 
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    """An uploaded file once hashed: its hashes and the SHA-256 of its bytes."""
+    """An uploaded file once hashed: its hashes, the SHA-256 of its bytes, and its thumbnail (WebP;
+    None when thumbnails are off or it could not be made)."""
 
     hashes: ImageHashes
     sha256: str
+    thumbnail: bytes | None = None
 
 
 class UploadHasher:
     """Hashes uploads; at most `max_concurrent_decodes` are decoded at once, each up to `max_pixels`
     (request threads, up to 40, would otherwise all decode at once)."""
 
-    def __init__(self, *, max_pixels: int, max_concurrent_decodes: int) -> None:
+    def __init__(self, *, max_pixels: int, max_concurrent_decodes: int, thumbnails: bool = False) -> None:
         self.max_pixels = max_pixels
+        self.thumbnails = thumbnails
         self._decode_slots = threading.BoundedSemaphore(max_concurrent_decodes)
 
     def hash(self, data: bytes) -> Upload:
         """Hash an uploaded file; raises the hashing module's image errors. Waits for a decode slot."""
         with self._decode_slots:
             hashes = hash_image_bytes(data, max_pixels=self.max_pixels)
-        return Upload(hashes, hashlib.sha256(data).hexdigest())
+            thumbnail = self._thumbnail(data) if self.thumbnails else None
+        return Upload(hashes, hashlib.sha256(data).hexdigest(), thumbnail)
 
     def hash_file(self, data: bytes, max_bytes: int) -> Upload:
         """`hash` for a file of a batch, refused (ImageTooLarge) when over `max_bytes`."""
         return self.hash(check_file_size(data, max_bytes))
+
+    @staticmethod
+    def _thumbnail(data: bytes) -> bytes | None:
+        try:
+            return thumbnail_webp(data)
+        except Exception as exc:  # an image that hashes is stored even if it cannot be shown
+            logger.warning("no thumbnail for an upload: %r", exc)
+            return None

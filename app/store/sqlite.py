@@ -40,8 +40,12 @@ CREATE TABLE IF NOT EXISTS tombstones (
     position INTEGER PRIMARY KEY,
     key INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS thumbnails (
+    key INTEGER PRIMARY KEY,                -- the image's key, deleted with the image
+    data BLOB NOT NULL                      -- WebP
+);
 """
-_TABLES = {"images", "log_head", "tombstones"}
+_TABLES = {"images", "log_head", "tombstones", "thumbnails"}
 _INSERT = f"INSERT INTO images ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # How long a writer waits for another process's write transaction before giving up (503).
 BUSY_TIMEOUT_MS = 30_000
@@ -169,6 +173,12 @@ class SQLiteImageStore:
         )
         return {row[0]: _record(row) for row in rows}
 
+    def thumbnail(self, image_id: str) -> bytes | None:
+        rows = self._read(
+            "SELECT data FROM thumbnails WHERE key = (SELECT key FROM images WHERE id = ?)", (image_id,)
+        )
+        return bytes(rows[0][0]) if rows else None
+
     def page(self, *, limit: int, after: str | None) -> list[ImageRecord]:
         rows = self._read(
             f"SELECT {COLUMNS} FROM images WHERE id > ? ORDER BY id LIMIT ?",
@@ -241,6 +251,7 @@ class _SQLiteWrite:
         old = _record(row)
         self.position += 1
         self._db.execute("DELETE FROM images WHERE key = ?", (old.key,))
+        self._db.execute("DELETE FROM thumbnails WHERE key = ?", (old.key,))
         self._db.execute("INSERT INTO tombstones (position, key) VALUES (?, ?)", (self.position, old.key))
         return old
 
@@ -263,6 +274,10 @@ class _SQLiteWrite:
                 row_of(first_key + n, image, created_at, _metadata_text(image.metadata))
                 for n, image in enumerate(images)
             ],
+        )
+        self._db.executemany(
+            "INSERT INTO thumbnails (key, data) VALUES (?, ?)",
+            [(first_key + n, image.thumbnail) for n, image in enumerate(images) if image.thumbnail],
         )
         return [record_of_new(first_key + n, image, created_at) for n, image in enumerate(images)]
 
