@@ -11,7 +11,7 @@ from uvicorn.logging import DefaultFormatter
 from app.api.auth import ApiKeyGuard, document_api_key
 from app.api.errors import register_exception_handlers
 from app.api.responses import JSONLine
-from app.api.routes import batch, health, images, search
+from app.api.routes import batch, duplicates, health, images, page, search
 from app.api.uploads import FORM_OVERHEAD_BYTES, BodySizeLimit
 from app.config import Settings
 from app.service import DoppelService, build_service
@@ -60,15 +60,18 @@ def create_app(settings: Settings | None = None, service: DoppelService | None =
         path_limits={"/images/batch": settings.max_batch_bytes},
     )
     if settings.api_key is not None:
-        # Open without the key: liveness probes, and the API's description (no data behind it).
+        # Open without the key: liveness probes, the API's description and the page (no data
+        # behind them; the page asks for the key and sends it with its calls).
         docs = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
-        open_paths = {"/health", "/health/live", "/health/ready"} | {path for path in docs if path}
+        open_paths = {"/", "/health", "/health/live", "/health/ready"} | {path for path in docs if path}
         # Added last, so it runs first: a request without the key is refused before its body is read.
         app.add_middleware(ApiKeyGuard, api_key=settings.api_key.get_secret_value(), open_paths=open_paths)
         document_api_key(app, open_paths)
     app.include_router(batch.router)  # before images.router, whose /images/{image_id} paths are broader
     app.include_router(images.router)
     app.include_router(search.router)
+    app.include_router(duplicates.router)
+    app.include_router(page.router)
     app.include_router(health.router)
     return app
 
