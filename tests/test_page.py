@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import encode, make_photo
 from live_server import LiveServer
+from pydantic import SecretStr
 
 from app.config import Settings
 from app.factory import create_app
@@ -24,7 +25,7 @@ needs_chromium = pytest.mark.skipif(
 
 
 def test_the_page_is_served_without_the_key_and_loads_nothing_from_elsewhere(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", api_key=API_KEY)
+    settings = Settings(data_dir=tmp_path / "data", api_key=SecretStr(API_KEY))
     with TestClient(create_app(settings)) as client:
         response = client.get("/")
         assert response.status_code == 200
