@@ -1,6 +1,7 @@
 """GET /duplicates against a brute-force oracle, and the groups module on its own."""
 
 import itertools
+import logging
 import random
 import time
 from pathlib import Path
@@ -15,8 +16,10 @@ from PIL import Image
 from app.config import Settings
 from app.factory import create_app
 from app.imaging import hamming, parse_hash_hex
+from app.models import NewImage
 from app.service import duplicates as duplicates_module
 from app.service.groups import connected_groups
+from app.store import SQLiteImageStore
 
 HANG = 120  # seconds: only to stop a hung run, never a limit on how fast something must be
 MAX_DISTANCE = 10  # the default DOPPEL_MAX_DISTANCE
@@ -264,3 +267,44 @@ def test_replicas_on_one_store_serve_the_same_groups(sqlite_settings: Settings) 
         # restarted on a store that has them all: rebuilt from the log
         with TestClient(create_app(sqlite_settings)) as again:
             assert served_groups(again) == expected
+
+
+def test_a_restart_loads_the_saved_pairs_and_follows_the_changes_made_while_down(
+    sqlite_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with TestClient(create_app(sqlite_settings)) as client:
+        fill(client)
+        before = served_groups(client)
+    saved = list((sqlite_settings.data_dir / "snapshots").glob("pairs-*.json"))
+    assert len(saved) == 1
+    # another process writes while this one is down
+    store = SQLiteImageStore(sqlite_settings.data_dir / "doppel.sqlite3")
+    with store.writing() as write:
+        write.delete("p0")
+        write.add(
+            [NewImage(id="h000-0-copy", dhash=store_hash(store, "h000-0") ^ 0b111, width=None, height=None)]
+        )
+    store.close()
+    with caplog.at_level(logging.INFO, logger="doppel"), TestClient(create_app(sqlite_settings)) as client:
+        after = served_groups(client)
+        assert after == brute_force_groups(all_records(client))
+        assert after != before
+    assert "duplicate pairs loaded from pairs-" in caplog.text
+
+
+def test_saved_pairs_of_another_threshold_are_rebuilt(
+    sqlite_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with TestClient(create_app(sqlite_settings)) as client:
+        fill(client)
+        served_groups(client)
+    stricter = sqlite_settings.model_copy(update={"max_distance": 6})
+    with caplog.at_level(logging.INFO, logger="doppel"), TestClient(create_app(stricter)) as client:
+        assert served_groups(client) == brute_force_groups(all_records(client), max_distance=6)
+    assert "made for max_distance 10" in caplog.text
+
+
+def store_hash(store: SQLiteImageStore, image_id: str) -> int:
+    record = store.get(image_id)
+    assert record is not None
+    return record.dhash

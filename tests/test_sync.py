@@ -185,9 +185,9 @@ def test_snapshots_keep_only_the_newest_of_a_store(tmp_path: Path) -> None:
     snapshots = Snapshots(tmp_path, "abc")
     index = HammingIndex()
     index.add([1], [5])
-    snapshots.save(index, 1)
+    snapshots.save(index.save, 1)
     index.add([2], [6])
-    newest = snapshots.save(index, 2)
+    newest = snapshots.save(index.save, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [newest.name]
     assert snapshots.latest(at_most=2) == (newest, 2)
     assert snapshots.latest(at_most=1) is None

@@ -109,7 +109,17 @@ def build_service(settings: Settings, store: ImageStore | None = None) -> Doppel
         store, index, hasher, max_distance=settings.max_distance, confirm_distance=settings.confirm_distance
     )
     pairs = (
-        DuplicatePairs(store, index, syncer, matching, interval_s=settings.sync_interval_ms / 1000)
+        DuplicatePairs(
+            store,
+            index,
+            syncer,
+            matching,
+            interval_s=settings.sync_interval_ms / 1000,
+            snapshots=Snapshots(snapshots.folder, store.identity, kind="pairs", suffix=".json")
+            if snapshots
+            else None,
+            snapshot_interval_s=settings.snapshot_interval_s,
+        )
         if settings.duplicate_groups
         else None
     )
