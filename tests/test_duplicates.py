@@ -308,3 +308,16 @@ def store_hash(store: SQLiteImageStore, image_id: str) -> int:
     record = store.get(image_id)
     assert record is not None
     return record.dhash
+
+
+def test_pairs_name_their_images_in_id_order_nearest_first(client: TestClient) -> None:
+    photo = make_photo(8)
+    upload(client, encode(photo, "PNG"), "z")
+    upload(client, encode(photo, "JPEG", quality=90), "m")
+    upload(client, encode(photo.resize((160, 120)), "JPEG", quality=40), "a")
+    served_groups(client)
+    (group,) = client.get("/duplicates").json()["groups"]
+    pairs = [(pair["a"], pair["b"], pair["distance"]) for pair in group["pairs"]]
+    assert all(a < b for a, b, _ in pairs)
+    assert [d for _, _, d in pairs] == sorted(d for _, _, d in pairs)
+    assert {(a, b) for a, b, _ in pairs} == {("a", "m"), ("a", "z"), ("m", "z")}

@@ -172,7 +172,7 @@ class BatchCreatedOut(BaseModel):
 
 
 class PairOut(BaseModel):
-    a: str = Field(description="The id of one image of the pair.")
+    a: str = Field(description="The id of one image of the pair (the first in id order).")
     b: str = Field(description="The id of the other.")
     distance: int = Field(description="Hamming distance between their dHashes (the nearest orientation).")
     similarity: float = Field(description="1 - distance / 64.")
@@ -183,9 +183,10 @@ class PairOut(BaseModel):
 
     @classmethod
     def of(cls, pair: Pair) -> "PairOut":
+        a, b = sorted((pair.a_id, pair.b_id))
         return cls(
-            a=pair.a_id,
-            b=pair.b_id,
+            a=a,
+            b=b,
             distance=pair.distance,
             similarity=1 - pair.distance / 64,
             dct_distance=pair.dct_distance,

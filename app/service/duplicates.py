@@ -32,7 +32,8 @@ class GroupOptions:
 
 @dataclass(frozen=True, slots=True)
 class DuplicateGroup:
-    """Images connected by matching pairs: members in id order, and every pair between them."""
+    """Images connected by matching pairs: members in id order, and every pair between them,
+    nearest first (then by id)."""
 
     members: list[ImageRecord]
     pairs: list[Pair]
@@ -83,7 +84,7 @@ class Duplicates:
         groups = [
             DuplicateGroup(
                 sorted((records[key] for key in members if key in records), key=lambda r: r.id),
-                sorted(group_pairs, key=lambda pair: (pair.distance, pair.a_id, pair.b_id)),
+                sorted(group_pairs, key=lambda pair: (pair.distance, *sorted((pair.a_id, pair.b_id)))),
             )
             for (_, members), group_pairs in zip(page, between, strict=True)
         ]
