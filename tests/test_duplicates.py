@@ -16,10 +16,15 @@ from PIL import Image
 from app.config import Settings
 from app.factory import create_app
 from app.imaging import hamming, parse_hash_hex
+from app.index import HammingIndex
 from app.models import NewImage
 from app.service import duplicates as duplicates_module
 from app.service.groups import connected_groups
-from app.store import SQLiteImageStore
+from app.service.matching import Matching
+from app.service.pairs import DuplicatePairs, PairsStatus
+from app.service.sync import IndexSyncer
+from app.service.uploads import UploadHasher
+from app.store import MemoryImageStore, SQLiteImageStore
 
 HANG = 120  # seconds: only to stop a hung run, never a limit on how fast something must be
 MAX_DISTANCE = 10  # the default DOPPEL_MAX_DISTANCE
@@ -321,3 +326,40 @@ def test_pairs_name_their_images_in_id_order_nearest_first(client: TestClient) -
     assert all(a < b for a, b, _ in pairs)
     assert [d for _, _, d in pairs] == sorted(d for _, _, d in pairs)
     assert {(a, b) for a, b, _ in pairs} == {("a", "m"), ("a", "z"), ("m", "z")}
+
+
+def test_the_pairs_report_their_progress_until_complete() -> None:
+    store = MemoryImageStore()
+    items = clustered_hashes(40, seed=3)
+    with store.writing() as write:
+        write.add([NewImage(id=i["id"], dhash=int(i["hash"], 16), width=None, height=None) for i in items])
+    index = HammingIndex()
+    syncer = IndexSyncer(store, index, interval_s=0.05)
+    matching = Matching(
+        store,
+        index,
+        UploadHasher(max_pixels=1, max_concurrent_decodes=1),
+        max_distance=10,
+        confirm_distance=16,
+    )
+    pairs = DuplicatePairs(store, index, syncer, matching, interval_s=0.05)
+    syncer.start()
+    try:
+        assert pairs.status() == PairsStatus(complete=False, progress=0.0)
+        assert pairs.current(timeout_s=0) == []  # not built yet: nothing, at once
+        pairs.start()
+        deadline = time.monotonic() + HANG
+        while not pairs.status().complete:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert pairs.status() == PairsStatus(complete=True, progress=1.0)
+        found = {(p.a_id, p.b_id) for p in pairs.current(timeout_s=HANG)}
+        expected = {
+            tuple(sorted((a["id"], b["id"])))
+            for a, b in itertools.combinations(items, 2)
+            if hamming(int(a["hash"], 16), int(b["hash"], 16)) <= MAX_DISTANCE
+        }
+        assert {tuple(sorted(pair)) for pair in found} == expected and expected
+    finally:
+        pairs.stop()
+        syncer.stop()
