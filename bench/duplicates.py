@@ -2,20 +2,22 @@
 
 A SQLite store is filled through the store API (not over HTTP) with --size hash-only rows: random
 dHashes, of which --planted are near copies (1-3 copies each, 0-8 bits from an original), so that
-there are groups to find. Then, one after the other:
+there are groups to find. Then:
 
- a. start without the pair work (DOPPEL_DUPLICATE_GROUPS=false), no snapshot: the reference;
- b. start with it, no snapshot: until /health/ready, then until GET /duplicates says `complete`
-    (the pairs rebuilt in the background: one index search per stored image); its first page,
-    --pages times (median), at the default parameters;
- c. stop it (SIGTERM: the index and the pairs are saved);
- d. start without the pair work from the index snapshot (the reference for e);
- e. start with it from the snapshots: until ready, until complete, and the first page again.
+ 1. --repeats times, taking turns: a start with no snapshot without the pair work
+    (DOPPEL_DUPLICATE_GROUPS=false, the reference) and one with it, each until /health/ready
+    (the pairs are built in the background: the start itself does not wait for them);
+ 2. a start with the pair work and no snapshot, kept until GET /duplicates says `complete` (the
+    pairs rebuilt: one index search per stored image), then its first page --pages times (the
+    median), at the default parameters; then a clean stop (SIGTERM: index and pairs saved);
+ 3. --repeats times, taking turns: a start from the index snapshot without the pair work, and one
+    from the snapshots with it, until ready; the latter also until complete, and its first pages.
 
-Printed: seconds, each start's ratio to its reference, resident memory, the snapshots' sizes and
-the number of groups (with the planted copies, at least the planted originals that have a copy).
+Printed: seconds (median, min-max), the ratio of the starts with the pair work to those without,
+resident memory, the snapshots' sizes, and the number of groups (with the planted copies, at least
+the planted originals that have a copy, plus the pairs random hashes make by chance).
 
-Run: python bench/duplicates.py [--size 1000000] [--planted 10000] [--pages 5]
+Run: python bench/duplicates.py [--size 1000000] [--planted 10000] [--pages 5] [--repeats 3]
 """
 
 import argparse
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from support import REPO, doppel, stop_on_sigterm
+from support import REPO, doppel, spread, stop_on_sigterm
 
 sys.path.insert(0, str(REPO))
 from app.models import NewImage  # noqa: E402
@@ -87,6 +89,24 @@ def wait_complete(url: str) -> float:
     raise RuntimeError("the pairs were not complete in time")
 
 
+def clear_snapshots(data: Path) -> None:
+    for path in (data / "snapshots").glob("*"):
+        path.unlink()
+
+
+def ready_seconds(data: Path, **settings: str) -> float:
+    """Seconds until a server on `data` is ready; it is then stopped at once (SIGTERM)."""
+    with doppel(data, **settings) as server:
+        seconds = server.wait_ready("/health/ready", READY_TIMEOUT_S)
+        server.terminate()
+    return seconds
+
+
+def pages_seconds(url: str, count: int) -> tuple[list[float], object]:
+    timed = [first_page(url) for _ in range(count)]
+    return [elapsed for elapsed, _ in timed], timed[0][1]["total"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -96,6 +116,7 @@ def main() -> None:
         "--planted", type=int, default=10_000, help="originals given near copies (default 10000)"
     )
     parser.add_argument("--pages", type=int, default=5, help="first pages timed per start (default 5)")
+    parser.add_argument("--repeats", type=int, default=3, help="starts of each kind (default 3)")
     args = parser.parse_args()
     stop_on_sigterm()
     work = Path(tempfile.mkdtemp(prefix="doppel-duplicates-"))
@@ -106,57 +127,56 @@ def main() -> None:
         fill(data / "doppel.sqlite3", args.size, args.planted, np.random.default_rng(13))
         print(f"{args.size:,} hashes ({args.planted:,} planted originals with copies), filled in ", end="")
         print(f"{time.perf_counter() - started:.0f} s")
-        ready: dict[str, float] = {}
 
-        with doppel(data, duplicate_groups="false") as server:
-            ready["a"] = server.wait_ready("/health/ready", READY_TIMEOUT_S)
-            server.terminate()
-        for path in (data / "snapshots").glob("*"):
-            path.unlink()
-        print(f"a. without pairs, index rebuilt: ready {ready['a']:.2f} s")
+        rebuilt: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(args.repeats):
+            for pairs in (False, True):
+                clear_snapshots(data)
+                rebuilt[pairs].append(ready_seconds(data, duplicate_groups=str(pairs).lower()))
+        report("1. no snapshot (index rebuilt), until ready", rebuilt)
 
+        clear_snapshots(data)
         with doppel(data) as server:
-            ready["b"] = server.wait_ready("/health/ready", READY_TIMEOUT_S)
+            server.wait_ready("/health/ready", READY_TIMEOUT_S)
             during, page = first_page(server.url)
-            progress = page["progress"]
             complete = wait_complete(server.url)
             rss = server.rss_bytes() / 2**20
-            pages = [first_page(server.url) for _ in range(args.pages)]
+            seconds, total = pages_seconds(server.url, args.pages)
             stop = server.terminate()
-        total = pages[0][1]["total"]
-        seconds = [elapsed for elapsed, _ in pages]
-        print(
-            f"b. with pairs, rebuilt: ready {ready['b']:.2f} s ({ready['b'] / ready['a']:.2f}x a); ", end=""
-        )
-        print(f"pairs complete {complete:.0f} s after ready; VmRSS {rss:.0f} MiB")
-        print(f"   first page while building ({progress:.0%} done): {during:.3f} s")
-        median = statistics.median(seconds)
-        print(f"   first page: median {median:.3f} s (max {max(seconds):.3f}), {total:,} groups")
+        print(f"2. pairs rebuilt {complete:.0f} s after ready; VmRSS {rss:.0f} MiB; ", end="")
+        print(f"first page while building ({page['progress']:.0%} done) {during:.3f} s")
+        print(f"   first page: {spread(seconds, digits=3)}, {total:,} groups")
         sizes = {path.name.split("-")[0]: path.stat().st_size for path in (data / "snapshots").glob("*")}
+        listed = ", ".join(f"{kind} {size / 2**20:.1f} MiB" for kind, size in sorted(sizes.items()))
+        print(f"   clean stop {stop:.2f} s; snapshots: {listed}")
+
+        loaded: dict[bool, list[float]] = {False: [], True: []}
+        completes: list[float] = []
+        firsts: list[float] = []
+        for _ in range(args.repeats):
+            loaded[False].append(ready_seconds(data, duplicate_groups="false"))
+            with doppel(data, log_level="info") as server:
+                loaded[True].append(server.wait_ready("/health/ready", READY_TIMEOUT_S))
+                completes.append(wait_complete(server.url))
+                seconds, total = pages_seconds(server.url, args.pages)
+                firsts += seconds
+                if "duplicate pairs loaded" not in server.log:
+                    raise RuntimeError("the pairs snapshot was not loaded")
+                server.terminate()
+        report("3. from the snapshots, until ready", loaded)
         print(
-            f"c. clean stop {stop:.2f} s; snapshots: "
-            + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in sizes.items())
+            f"   pairs complete {spread(completes)} after ready; first page {spread(firsts, digits=3)}, ",
+            end="",
         )
-
-        with doppel(data, duplicate_groups="false") as server:
-            ready["d"] = server.wait_ready("/health/ready", READY_TIMEOUT_S)
-            server.terminate()
-        print(f"d. without pairs, from the index snapshot: ready {ready['d']:.2f} s")
-
-        with doppel(data, log_level="info") as server:
-            ready["e"] = server.wait_ready("/health/ready", READY_TIMEOUT_S)
-            complete = wait_complete(server.url)
-            pages = [first_page(server.url) for _ in range(args.pages)]
-            loaded = "duplicate pairs loaded" in server.log
-            server.terminate()
-        seconds = [elapsed for elapsed, _ in pages]
-        ratio = ready["e"] / ready["d"]
-        print(f"e. with pairs, from the snapshots: ready {ready['e']:.2f} s ({ratio:.2f}x d); ", end="")
-        print(f"pairs complete {complete:.1f} s after ready (snapshot loaded: {loaded})")
-        print(f"   first page: median {statistics.median(seconds):.3f} s (max {max(seconds):.3f}), ", end="")
-        print(f"{pages[0][1]['total']:,} groups")
+        print(f"{total:,} groups")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def report(title: str, seconds: dict[bool, list[float]]) -> None:
+    ratio = statistics.median(seconds[True]) / statistics.median(seconds[False])
+    print(f"{title}: without the pair work {spread(seconds[False])}, ", end="")
+    print(f"with it {spread(seconds[True])} ({ratio:.2f}x)")
 
 
 if __name__ == "__main__":
