@@ -13,6 +13,8 @@ there are groups to find. Then:
  3. --repeats times, taking turns: a start from the index snapshot without the pair work, and one
     from the snapshots with it, until ready; the latter also until complete, and its first pages.
 
+Every server logs at `info`, the same for all (the log level alone moves a start's time).
+
 Printed: seconds (median, min-max), the ratio of the starts with the pair work to those without,
 resident memory, the snapshots' sizes, and the number of groups (with the planted copies, at least
 the planted originals that have a copy, plus the pairs random hashes make by chance).
@@ -96,7 +98,7 @@ def clear_snapshots(data: Path) -> None:
 
 def ready_seconds(data: Path, **settings: str) -> float:
     """Seconds until a server on `data` is ready; it is then stopped at once (SIGTERM)."""
-    with doppel(data, **settings) as server:
+    with doppel(data, log_level="info", **settings) as server:
         seconds = server.wait_ready("/health/ready", READY_TIMEOUT_S)
         server.terminate()
     return seconds
@@ -136,7 +138,7 @@ def main() -> None:
         report("1. no snapshot (index rebuilt), until ready", rebuilt)
 
         clear_snapshots(data)
-        with doppel(data) as server:
+        with doppel(data, log_level="info") as server:
             server.wait_ready("/health/ready", READY_TIMEOUT_S)
             during, page = first_page(server.url)
             complete = wait_complete(server.url)
