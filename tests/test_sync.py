@@ -6,7 +6,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ import pytest
 from app.config import Settings
 from app.errors import StoreUnavailable
 from app.imaging.hashing import Signature
-from app.index import FrozenIndex, HammingIndex
+from app.index import HammingIndex
 from app.models import NewImage
 from app.service import DoppelService, build_service
 from app.service.matching import SearchOptions
@@ -204,10 +204,10 @@ def test_the_index_follows_the_store_while_a_snapshot_is_written(
     release = threading.Event()
     real_save = Snapshots.save
 
-    def slow_save(self: Snapshots, index: FrozenIndex | HammingIndex, position: int) -> Path:
+    def slow_save(self: Snapshots, write: Callable[[Path], None], position: int) -> Path:
         writing.set()
         assert release.wait(30)
-        return real_save(self, index, position)
+        return real_save(self, write, position)
 
     monkeypatch.setattr(Snapshots, "save", slow_save)
     with store.writing() as transaction:
