@@ -80,6 +80,15 @@ def test_a_picture_dropped_on_the_page_shows_its_match_and_the_groups(tmp_path: 
             wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".group img.thumb"))
             group = browser.find_element(By.CSS_SELECTOR, ".group").text
             assert "2 images" in group and "harbour ~ harbour-copy: 0 bits (identical)" in group
+            # stored through the page: it joins the group
+            browser.find_element(By.ID, "store").click()
+            browser.find_element(By.ID, "file").clear()
+            browser.find_element(By.ID, "file").send_keys(str(copy))
+            wait.until(lambda b: "stored as" in b.find_element(By.ID, "dims").text)
+            browser.find_element(By.ID, "groups").click()
+            wait.until(lambda b: "3 images" in b.find_element(By.CSS_SELECTOR, ".group").text)
+            with httpx.Client(base_url=server.url, headers={"X-API-Key": API_KEY}, timeout=HANG) as http:
+                assert len(http.get("/images").json()["items"]) == 3
             # a wrong key is said plainly on the page
             key.clear()
             key.send_keys("wrong-key-0123456789")
@@ -88,7 +97,7 @@ def test_a_picture_dropped_on_the_page_shows_its_match_and_the_groups(tmp_path: 
             key.clear()
             key.send_keys(API_KEY)
             browser.find_element(By.ID, "groups").click()
-            wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".group img.thumb"))
+            wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".group img.thumb")) == 3)
             screenshot = tmp_path / "page.png"
             assert browser.save_screenshot(str(screenshot))
             print(f"screenshot of the page: {screenshot}")
