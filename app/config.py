@@ -51,6 +51,15 @@ class Settings(BaseSettings):
         le=64,
         description="A dHash candidate is confirmed when its DCT hash is at most this far (bits).",
     )
+    thumbnails: bool = Field(
+        True, description="Keep a small WebP thumbnail (160 px) of each uploaded image, for the page at /."
+    )
+    duplicate_groups: bool = Field(
+        True,
+        description="Keep the pairs of duplicates among the stored images in memory (built in the "
+        "background at start), so GET /duplicates reads them; false: it computes them on demand, "
+        "for stores of up to 10,000 images.",
+    )
     max_upload_bytes: int = Field(25 * MIB, ge=1, description="Largest accepted image file, in bytes.")
     max_batch_bytes: int = Field(
         256 * MIB, ge=1, description="Largest accepted POST /images/batch body (all files or JSON), in bytes."

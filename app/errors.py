@@ -37,6 +37,13 @@ class ImageNotFound(DoppelError):
         self.image_id = image_id
 
 
+class NoThumbnail(DoppelError):
+    """The image has no thumbnail: added by its hash alone, or while thumbnails were off."""
+
+    def __init__(self, image_id: str) -> None:
+        super().__init__(f"the image {image_id!r} has no thumbnail")
+
+
 class ImageExists(DoppelError):
     """Images with the given ids are already stored (or an id is given twice in one request)."""
 

@@ -13,7 +13,7 @@ from app.api.auth import ApiKeyGuard, document_api_key
 from app.api.errors import register_exception_handlers
 from app.api.metrics import RequestMetrics
 from app.api.responses import JSONLine
-from app.api.routes import batch, health, images, metrics, search
+from app.api.routes import batch, duplicates, health, images, metrics, page, search
 from app.api.uploads import FORM_OVERHEAD_BYTES, BodySizeLimit
 from app.config import Settings
 from app.service import DoppelService, build_service
@@ -71,9 +71,10 @@ def create_app(settings: Settings | None = None, service: DoppelService | None =
         path_limits={"/images/batch": settings.max_batch_bytes},
     )
     if settings.api_key is not None:
-        # Open without the key: liveness probes, and the API's description (no data behind it).
+        # Open without the key: liveness probes, the API's description and the page (no data
+        # behind them; the page asks for the key and sends it with its calls).
         docs = (app.openapi_url, DOCS_URL, app.swagger_ui_oauth2_redirect_url, REDOC_URL)
-        open_paths = {"/health", "/health/live", "/health/ready"} | {path for path in docs if path}
+        open_paths = {"/", "/health", "/health/live", "/health/ready"} | {path for path in docs if path}
         if settings.metrics_public:
             open_paths.add("/metrics")
         # Added after the others, so it runs before them: a request without the key is refused
@@ -90,6 +91,8 @@ def create_app(settings: Settings | None = None, service: DoppelService | None =
     app.include_router(batch.router)  # before images.router, whose /images/{image_id} paths are broader
     app.include_router(images.router)
     app.include_router(search.router)
+    app.include_router(duplicates.router)
+    app.include_router(page.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     return app

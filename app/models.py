@@ -25,6 +25,7 @@ class NewImage:
     # comparable with (a hash-only batch)
     hashing_version: int = field(kw_only=True)
     created_at: str | None = None  # None: when it is committed; a re-hashed record keeps its own
+    thumbnail: bytes | None = None  # a small WebP for the page at /; kept beside the record
 
 
 @dataclass(frozen=True, slots=True)

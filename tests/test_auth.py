@@ -48,7 +48,7 @@ def test_every_operation_but_health_needs_the_key(keyed: TestClient) -> None:
         }
         assert response.headers["www-authenticate"] == "Bearer"
         refused.append(path)
-    assert len(refused) == 10  # every operation of the schema but the three under /health
+    assert len(refused) == 12  # every operation of the schema but the three under /health
     assert keyed.get("/nowhere").status_code == 401  # no probing for routes without the key
 
 

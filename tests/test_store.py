@@ -190,6 +190,40 @@ def test_delete_returns_the_record_once(store: ImageStore) -> None:
     assert store.get("a") is None
 
 
+def test_a_thumbnail_is_kept_with_its_image_and_deleted_with_it(store: ImageStore) -> None:
+    add(store, image("t", thumbnail=b"RIFF-one"), image("plain"))
+    assert store.thumbnail("t") == b"RIFF-one"
+    assert store.thumbnail("plain") is None
+    assert store.thumbnail("missing") is None
+    replace(store, image("t", thumbnail=b"RIFF-two"))
+    assert store.thumbnail("t") == b"RIFF-two"
+    replace(store, image("t"))  # a replacement without one leaves none of the old image's
+    assert store.thumbnail("t") is None
+    add(store, image("u", thumbnail=b"RIFF-three"))
+    delete(store, "u")
+    assert store.thumbnail("u") is None
+    add(store, image("u"))  # the id again, without a thumbnail: the deleted one is not back
+    assert store.thumbnail("u") is None
+
+
+def test_a_rolled_back_block_stores_no_thumbnail_and_keeps_the_deleted_ones(store: ImageStore) -> None:
+    add(store, image("kept", thumbnail=b"RIFF-kept"))
+    with pytest.raises(RuntimeError), store.writing() as tx:
+        tx.add([image("new", thumbnail=b"RIFF-new")])
+        tx.delete("kept")
+        raise RuntimeError("rolled back")
+    assert store.thumbnail("new") is None
+    assert store.thumbnail("kept") == b"RIFF-kept"
+
+
+def test_thumbnails_survive_reopening(database: Database) -> None:
+    first = database.open()
+    add(first, image("t", thumbnail=bytes(range(256)) * 40))
+    database.close(first)
+    if database.persistent:
+        assert database.open().thumbnail("t") == bytes(range(256)) * 40
+
+
 def test_page_walks_ids_in_bytewise_order(store: ImageStore) -> None:
     add(store, *[image(i) for i in ["c", "a", "é", "b", "A", "Z", "_"]])
     assert [r.id for r in store.page(limit=3, after=None)] == ["A", "Z", "_"]

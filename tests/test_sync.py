@@ -6,7 +6,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from app.config import Settings
 from app.errors import StoreUnavailable
 from app.imaging import HASHING_VERSION
 from app.imaging.hashing import Signature
-from app.index import FrozenIndex, HammingIndex
+from app.index import HammingIndex
 from app.models import NewImage
 from app.service import DoppelService, build_service
 from app.service.matching import SearchOptions
@@ -191,9 +191,9 @@ def test_snapshots_keep_only_the_newest_of_a_store(tmp_path: Path) -> None:
     snapshots = Snapshots(tmp_path, "abc")
     index = HammingIndex()
     index.add([1], [5])
-    snapshots.save(index, 1)
+    snapshots.save(index.save, 1)
     index.add([2], [6])
-    newest = snapshots.save(index, 2)
+    newest = snapshots.save(index.save, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [newest.name]
     assert snapshots.latest(at_most=2) == (newest, 2)
     assert snapshots.latest(at_most=1) is None
@@ -210,10 +210,10 @@ def test_the_index_follows_the_store_while_a_snapshot_is_written(
     release = threading.Event()
     real_save = Snapshots.save
 
-    def slow_save(self: Snapshots, index: FrozenIndex | HammingIndex, position: int) -> Path:
+    def slow_save(self: Snapshots, write: Callable[[Path], None], position: int) -> Path:
         writing.set()
         assert release.wait(30)
-        return real_save(self, index, position)
+        return real_save(self, write, position)
 
     monkeypatch.setattr(Snapshots, "save", slow_save)
     with store.writing() as transaction:

@@ -20,6 +20,7 @@ STATUS_OF: dict[type[errors.DoppelError], int] = {
     errors.ImageTooLarge: 413,
     errors.InvalidInput: 422,
     errors.ImageNotFound: 404,
+    errors.NoThumbnail: 404,
     errors.ImageExists: 409,
     errors.DuplicateImage: 409,
     errors.UnsupportedBody: 415,
@@ -39,7 +40,7 @@ MIXED_BATCH_STATUS = 422
 ERROR_MEANING: dict[int, str] = {
     400: "The body is not well-formed multipart/form-data.",
     401: "The API key is missing or wrong (only when DOPPEL_API_KEY is set).",
-    404: "No image with that id.",
+    404: "No image with that id (or, for a thumbnail, the image has none).",
     409: "An image with that id is already stored, or (with on_duplicate) the upload copies stored images.",
     413: "The body or the file is over DOPPEL_MAX_UPLOAD_BYTES, or the image over DOPPEL_MAX_PIXELS.",
     415: "Not an image, or a format Doppel does not read.",

@@ -6,6 +6,8 @@ from pydantic import BaseModel, Field
 
 from app.imaging import HASHING_VERSION, Signature, hash_hex
 from app.models import ImageRecord, Match, Orientation, Page
+from app.service.duplicates import GroupsPage
+from app.service.pairs import Pair
 
 
 class ImageOut(BaseModel):
@@ -185,3 +187,59 @@ class BatchCreatedOut(BaseModel):
         description="The stored records in the order of the files, each with its matches among the "
         "images stored before it, earlier files of the batch included."
     )
+
+
+class PairOut(BaseModel):
+    a: str = Field(description="The id of one image of the pair (the first in id order).")
+    b: str = Field(description="The id of the other.")
+    distance: int = Field(description="Hamming distance between their dHashes (the nearest orientation).")
+    similarity: float = Field(description="1 - distance / 64.")
+    dct_distance: int | None = Field(
+        description="Hamming distance between their DCT hashes; null if either has none."
+    )
+    exact: bool = Field(description="The uploaded files are byte for byte identical.")
+
+    @classmethod
+    def of(cls, pair: Pair) -> "PairOut":
+        a, b = sorted((pair.a_id, pair.b_id))
+        return cls(
+            a=a,
+            b=b,
+            distance=pair.distance,
+            similarity=1 - pair.distance / 64,
+            dct_distance=pair.dct_distance,
+            exact=pair.exact,
+        )
+
+
+class GroupOut(BaseModel):
+    size: int = Field(description="How many images the group holds.")
+    members: list[ImageOut] = Field(description="The images, in id order.")
+    pairs: list[PairOut] = Field(description="Every matching pair among them, nearest first.")
+
+
+class GroupsOut(BaseModel):
+    groups: list[GroupOut] = Field(description="Groups of duplicates, in the order of their first id.")
+    total: int = Field(description="How many groups there are, on every page.")
+    next: str | None = Field(description="Pass as `after` for the next page; null on the last page.")
+    complete: bool = Field(
+        description="False while the pairs are being built after a start: the groups found so far."
+    )
+    progress: float = Field(description="How far that build is, 0-1.")
+
+    @classmethod
+    def of(cls, page: GroupsPage) -> "GroupsOut":
+        return cls(
+            groups=[
+                GroupOut(
+                    size=len(group.members),
+                    members=[ImageOut.of(r) for r in group.members],
+                    pairs=[PairOut.of(p) for p in group.pairs],
+                )
+                for group in page.groups
+            ],
+            total=page.total,
+            next=page.next,
+            complete=page.complete,
+            progress=page.progress,
+        )

@@ -1,5 +1,6 @@
 """Imaging: decode an image as a viewer sees it and hash it. Pure functions; the one door for the
-rest of the service is `hash_image_bytes`, with the hash values and helpers below."""
+rest of the service is `hash_image_bytes`, with the hash values and helpers below (and
+`thumbnail_webp` for the page's pictures)."""
 
 from app.imaging.hashing import (
     HASHING_VERSION,
@@ -13,6 +14,7 @@ from app.imaging.hashing import (
     parse_hash_hex,
 )
 from app.imaging.orientation import variants_of_hashes, variants_of_image
+from app.imaging.thumbnail import thumbnail_webp
 
 __all__ = [
     "HASHING_VERSION",
@@ -24,6 +26,7 @@ __all__ = [
     "hash_image_bytes",
     "on_white",
     "parse_hash_hex",
+    "thumbnail_webp",
     "variants_of_hashes",
     "variants_of_image",
 ]

@@ -4,13 +4,15 @@ the store, and the use cases on top (ingest, matching). Knows nothing of HTTP.""
 import logging
 
 from app.config import Settings
-from app.errors import ImageNotFound
+from app.errors import ImageNotFound, NoThumbnail
 from app.imaging import HASHING_VERSION
 from app.index import HammingIndex
 from app.models import ImageRecord, Page
+from app.service.duplicates import Duplicates
 from app.service.ingest import Ingest
 from app.service.matching import Matching
 from app.service.metrics import Metrics
+from app.service.pairs import DuplicatePairs
 from app.service.rehash import count_older
 from app.service.sync import IndexSyncer, Snapshots
 from app.service.uploads import UploadHasher
@@ -26,16 +28,25 @@ class DoppelService:
     copy of it that follows its log). `start` loads the index; `close` saves it and lets go."""
 
     def __init__(
-        self, store: ImageStore, syncer: IndexSyncer, ingest: Ingest, matching: Matching, metrics: Metrics
+        self,
+        store: ImageStore,
+        syncer: IndexSyncer,
+        ingest: Ingest,
+        matching: Matching,
+        duplicates: Duplicates,
+        metrics: Metrics,
     ) -> None:
         self.store = store
         self.syncer = syncer
         self.ingest = ingest
         self.matching = matching
+        self.duplicates = duplicates
         self.metrics = metrics
 
     def start(self) -> None:
         self.syncer.start()
+        if self.duplicates.pairs is not None:
+            self.duplicates.pairs.start()
         migrated = self.store.migrated_from
         logger.info(
             "store %s opened: %d images, log position %d, schema %d%s",
@@ -57,6 +68,8 @@ class DoppelService:
 
     def close(self) -> None:
         try:
+            if self.duplicates.pairs is not None:
+                self.duplicates.pairs.stop()
             self.syncer.stop()
         finally:
             self.store.close()
@@ -66,6 +79,16 @@ class DoppelService:
         if record is None:
             raise ImageNotFound(image_id)
         return record
+
+    def thumbnail(self, image_id: str) -> bytes:
+        """The stored image's thumbnail (WebP)."""
+        image_id = check_image_id(image_id)
+        thumbnail = self.store.thumbnail(image_id)
+        if thumbnail is None:
+            if self.store.get(image_id) is None:
+                raise ImageNotFound(image_id)
+            raise NoThumbnail(image_id)
+        return thumbnail
 
     def page(self, *, limit: int, after: str | None) -> Page:
         """A page of records in id order; `next` is the cursor for the following page."""
@@ -101,8 +124,31 @@ def build_service(settings: Settings, store: ImageStore | None = None) -> Doppel
         max_concurrent_decodes=settings.max_concurrent_decodes,
         hash_seconds=metrics.hash_seconds,
         decode_wait_seconds=metrics.decode_wait_seconds,
+        thumbnails=settings.thumbnails,
     )
     matching = Matching(
         store, index, hasher, max_distance=settings.max_distance, confirm_distance=settings.confirm_distance
     )
-    return DoppelService(store, syncer, Ingest(store, syncer, matching, hasher), matching, metrics)
+    pairs = (
+        DuplicatePairs(
+            store,
+            index,
+            syncer,
+            matching,
+            interval_s=settings.sync_interval_ms / 1000,
+            snapshots=Snapshots(snapshots.folder, store.identity, kind="pairs", suffix=".json")
+            if snapshots
+            else None,
+            snapshot_interval_s=settings.snapshot_interval_s,
+        )
+        if settings.duplicate_groups
+        else None
+    )
+    return DoppelService(
+        store,
+        syncer,
+        Ingest(store, syncer, matching, hasher),
+        matching,
+        Duplicates(store, matching, pairs),
+        metrics,
+    )

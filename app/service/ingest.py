@@ -235,6 +235,7 @@ def _new_image(upload: Upload, *, image_id: str, metadata: Metadata) -> NewImage
         dct_hash=upload.hashes.dct_hash,
         sha256=upload.sha256,
         hashing_version=HASHING_VERSION,
+        thumbnail=upload.thumbnail,
     )
 
 

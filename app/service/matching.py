@@ -71,13 +71,17 @@ class Matching:
         record = self.store.get(check_image_id(image_id))
         if record is None:
             raise ImageNotFound(image_id)
+        return record, self.matches_of(record, options=options)
+
+    def matches_of(self, record: ImageRecord, *, options: SearchOptions) -> list[Match]:
+        """The other stored images that match a stored record."""
         # The turned variants only when they are searched: making them costs more than the search.
         variants = (
             variants_of_hashes(record.dhash, record.dhash_vertical, record.dct_hash)
             if options.all_orientations
             else {ORIGINAL: Signature(record.dhash, record.dhash_vertical, record.dct_hash)}
         )
-        return record, self.find(Query(variants, sha256=record.sha256), options, exclude_key=record.key)
+        return self.find(Query(variants, sha256=record.sha256), options, exclude_key=record.key)
 
     def find(self, query: Query, options: SearchOptions, *, exclude_key: int | None = None) -> list[Match]:
         """Stored images within `max_distance` of the query's dHash (of any of its variants when
@@ -156,9 +160,13 @@ class Matching:
         )
         exact = query.sha256 is not None and query.sha256 == record.sha256
         match = Match(record, distance, dct_distance, orientation, exact)
+        return [match] if not options.confirm or self.confirms(dct_distance, exact=exact) else []
+
+    def confirms(self, dct_distance: int | None, *, exact: bool) -> bool:
+        """Whether confirmation keeps a dHash candidate at this DCT distance (None: a side has no
+        DCT hash); identical files are always kept."""
         # Without a DCT hash on both sides there is nothing to confirm with: the dHash decides.
-        refuted = not exact and dct_distance is not None and dct_distance > self.confirm_distance
-        return [] if options.confirm and refuted else [match]
+        return exact or dct_distance is None or dct_distance <= self.confirm_distance
 
 
 def query_of_upload(upload: Upload, *, all_orientations: bool = True) -> Query:

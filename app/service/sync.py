@@ -7,6 +7,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,42 +34,44 @@ class SyncStatus:
 
 
 class Snapshots:
-    """Index snapshots in a folder: `index-<store identity>-<position>.faiss`, written whole
-    under a temporary name and renamed, so a reader never sees half a file."""
+    """Snapshots in a folder: `<kind>-<store identity>-<position><suffix>` (the index's, and the
+    duplicate pairs'), written whole under a temporary name and renamed, so a reader never sees
+    half a file."""
 
-    def __init__(self, folder: Path, identity: str) -> None:
+    def __init__(self, folder: Path, identity: str, *, kind: str = "index", suffix: str = ".faiss") -> None:
         self.folder = folder
-        self._prefix = f"index-{identity}-"
+        self._prefix = f"{kind}-{identity}-"
+        self._suffix = suffix
 
     def latest(self, at_most: int) -> tuple[Path, int] | None:
         """The newest snapshot of this store at a position the store has reached, or None."""
-        found = [(path, self._position(path)) for path in self.folder.glob(f"{self._prefix}*.faiss")]
+        found = [(path, self._position(path)) for path in self.folder.glob(f"{self._prefix}*{self._suffix}")]
         usable = [
             (path, position) for path, position in found if position is not None and position <= at_most
         ]
         return max(usable, key=lambda item: item[1], default=None)
 
-    def save(self, index: HammingIndex | FrozenIndex, position: int) -> Path:
-        """Write a snapshot of `index` at `position`; older ones of this store are removed."""
+    def save(self, write: Callable[[Path], None], position: int) -> Path:
+        """Write a snapshot at `position` with `write(path)`; older ones of this store are removed."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{self._prefix}{position:020d}.faiss"
+        path = self.folder / f"{self._prefix}{position:020d}{self._suffix}"
         # A name of its own: other processes on this folder may be saving the same position.
         handle, name = tempfile.mkstemp(dir=self.folder, prefix=f".{path.name}.", suffix=".partial")
         os.close(handle)
         partial = Path(name)
         try:
-            index.save(partial)
+            write(partial)
             partial.replace(path)
         finally:
             partial.unlink(missing_ok=True)
-        for older in self.folder.glob(f"{self._prefix}*.faiss"):
+        for older in self.folder.glob(f"{self._prefix}*{self._suffix}"):
             older_position = self._position(older)
             if older_position is not None and older_position < position:
                 older.unlink(missing_ok=True)
         return path
 
     def _position(self, path: Path) -> int | None:
-        digits = path.stem.removeprefix(self._prefix)
+        digits = path.name.removesuffix(self._suffix).removeprefix(self._prefix)
         return int(digits) if digits.isdigit() else None
 
 
@@ -205,7 +208,7 @@ class IndexSyncer:
         if self._snapshots is None or self._saved_position == position or position == 0:
             return
         try:
-            self._snapshots.save(index, position)
+            self._snapshots.save(index.save, position)
         except OSError as exc:  # a full or read-only disk costs a slower start, nothing else
             logger.warning("index snapshot not saved: %s", exc)
             return

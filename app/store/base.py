@@ -116,6 +116,11 @@ class ImageStore(Protocol):
         """The records with these keys; keys with no record are left out."""
         ...
 
+    def thumbnail(self, image_id: str) -> bytes | None:
+        """The thumbnail stored with the image of this id; None when there is no such image or it
+        has none (added by its hash alone, or with thumbnails off). Deleted with its image."""
+        ...
+
     def page(self, *, limit: int, after: str | None) -> list[ImageRecord]:
         """Up to `limit` records in id order, starting after the id `after` (from the start if None)."""
         ...

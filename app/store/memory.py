@@ -22,6 +22,7 @@ class MemoryImageStore:
         self._by_id: dict[str, ImageRecord] = {}
         self._by_key: dict[int, ImageRecord] = {}
         self._tombstones: dict[int, int] = {}  # position -> removed key
+        self._thumbnails: dict[int, bytes] = {}  # key -> WebP
         self._head = 0
         # The write lock is held by a write block from start to end; the data lock, briefly, by
         # every read and write of the dicts (a reader never waits for a whole write block).
@@ -64,6 +65,11 @@ class MemoryImageStore:
         with self._lock:
             return {key: self._by_key[key] for key in keys if key in self._by_key}
 
+    def thumbnail(self, image_id: str) -> bytes | None:
+        with self._lock:
+            record = self._by_id.get(image_id)
+            return None if record is None else self._thumbnails.get(record.key)
+
     def page(self, *, limit: int, after: str | None) -> list[ImageRecord]:
         with self._lock:
             ids = sorted(i for i in self._by_id if after is None or i > after)[:limit]
@@ -97,6 +103,7 @@ class MemoryImageStore:
             self._by_id.clear()
             self._by_key.clear()
             self._tombstones.clear()
+            self._thumbnails.clear()
 
 
 class _MemoryWrite:
@@ -107,7 +114,7 @@ class _MemoryWrite:
         self.head = store._head
         self.position = store._head
         self._added: list[ImageRecord] = []
-        self._removed: list[ImageRecord] = []
+        self._removed: list[tuple[ImageRecord, bytes | None]] = []
 
     def add(self, images: list[NewImage]) -> list[ImageRecord]:
         refuse_repeated_ids(images)
@@ -129,16 +136,19 @@ class _MemoryWrite:
                 del self._store._by_key[record.key]
                 self.position += 1
                 self._store._tombstones[self.position] = record.key
-                self._removed.append(record)
+                self._removed.append((record, self._store._thumbnails.pop(record.key, None)))
         return record
 
     def undo(self) -> None:
         for record in self._added:
             self._store._by_id.pop(record.id, None)
             self._store._by_key.pop(record.key, None)
-        for record in self._removed:
+            self._store._thumbnails.pop(record.key, None)
+        for record, thumbnail in self._removed:
             self._store._by_id[record.id] = record
             self._store._by_key[record.key] = record
+            if thumbnail is not None:
+                self._store._thumbnails[record.key] = thumbnail
         for position in range(self.head + 1, self.position + 1):
             self._store._tombstones.pop(position, None)
 
@@ -159,6 +169,8 @@ class _MemoryWrite:
         )
         self._store._by_id[image.id] = record
         self._store._by_key[record.key] = record
+        if image.thumbnail:
+            self._store._thumbnails[record.key] = image.thumbnail
         self._added.append(record)
         return record
 

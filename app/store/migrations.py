@@ -89,6 +89,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX images_hashing_version ON images (hashing_version)",
         ),
     ),
+    # 3: a small WebP of each uploaded image, for the page at / (GET /images/{id}/thumbnail); its
+    # key is the image's, and it is deleted with the image.
+    Migration(
+        sqlite=("CREATE TABLE thumbnails (key INTEGER PRIMARY KEY, data BLOB NOT NULL)",),
+        postgres=("CREATE TABLE thumbnails (key BIGINT PRIMARY KEY, data BYTEA NOT NULL)",),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -127,6 +127,13 @@ class PostgresImageStore:
             ).fetchall()
         return {row[0]: _record(row) for row in rows}
 
+    def thumbnail(self, image_id: str) -> bytes | None:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT data FROM thumbnails WHERE key = (SELECT key FROM images WHERE id = %s)", (image_id,)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
     def page(self, *, limit: int, after: str | None) -> list[ImageRecord]:
         with self._connection() as conn:
             rows = conn.execute(
@@ -240,6 +247,7 @@ class _PostgresWrite:
             return None
         old = _record(row)
         self.position += 1
+        self._conn.execute("DELETE FROM thumbnails WHERE key = %s", (old.key,))
         self._conn.execute("INSERT INTO tombstones (position, key) VALUES (%s, %s)", (self.position, old.key))
         return old
 
@@ -257,6 +265,10 @@ class _PostgresWrite:
                 copy.write_row(
                     row_of(first_key + n, image, created_at, Json(image.metadata) if image.metadata else None)
                 )
+        thumbnails = [(first_key + n, image.thumbnail) for n, image in enumerate(images) if image.thumbnail]
+        if thumbnails:
+            with self._conn.cursor() as cursor:
+                cursor.executemany("INSERT INTO thumbnails (key, data) VALUES (%s, %s)", thumbnails)
         self.position += len(images)
         return [record_of_new(first_key + n, image, created_at) for n, image in enumerate(images)]
 

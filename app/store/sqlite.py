@@ -203,6 +203,12 @@ class SQLiteImageStore:
         )
         return {row[0]: _record(row) for row in rows}
 
+    def thumbnail(self, image_id: str) -> bytes | None:
+        rows = self._read(
+            "SELECT data FROM thumbnails WHERE key = (SELECT key FROM images WHERE id = ?)", (image_id,)
+        )
+        return bytes(rows[0][0]) if rows else None
+
     def page(self, *, limit: int, after: str | None) -> list[ImageRecord]:
         rows = self._read(
             f"SELECT {COLUMNS} FROM images WHERE id > ? ORDER BY id LIMIT ?",
@@ -312,6 +318,7 @@ class _SQLiteWrite:
             self._deleted.append(image_id)
         self.position += 1
         self._db.execute("DELETE FROM images WHERE key = ?", (old.key,))
+        self._db.execute("DELETE FROM thumbnails WHERE key = ?", (old.key,))
         self._db.execute("INSERT INTO tombstones (position, key) VALUES (?, ?)", (self.position, old.key))
         return old
 
@@ -338,6 +345,10 @@ class _SQLiteWrite:
                 row_of(first_key + n, image, created_at, _metadata_text(image.metadata))
                 for n, image in enumerate(images)
             ],
+        )
+        self._db.executemany(
+            "INSERT INTO thumbnails (key, data) VALUES (?, ?)",
+            [(first_key + n, image.thumbnail) for n, image in enumerate(images) if image.thumbnail],
         )
         return [record_of_new(first_key + n, image, created_at) for n, image in enumerate(images)]
 

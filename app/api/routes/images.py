@@ -115,3 +115,17 @@ async def image_duplicates(image_id: IdPath, service: ServiceDep, options: Searc
     """The stored images that match a stored one, itself left out."""
     record, matches = await run_in_threadpool(service.matching.duplicates_of, image_id, options=options)
     return DuplicatesOut(id=record.id, hash=hash_hex(record.dhash), matches=matches_out(matches))
+
+
+@router.get(
+    "/{image_id}/thumbnail",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/webp": {}}, "description": "The thumbnail, WebP."},
+        **error_responses(404, 422),
+    },
+)
+async def image_thumbnail(image_id: IdPath, service: ServiceDep) -> Response:
+    """A small picture of a stored image (longest side at most 160 px, WebP); 404 for an image
+    added by its hash alone or while DOPPEL_THUMBNAILS was false."""
+    return Response(await run_in_threadpool(service.thumbnail, image_id), media_type="image/webp")
