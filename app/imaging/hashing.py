@@ -20,6 +20,7 @@ import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
+from app.imaging.borders import content_box
 from app.imaging.jpeg_dc import dc_scans_only
 from app.imaging.resample import TALL, WIDE, lanczos_grids
 from app.imaging.scratch import SCRATCH
@@ -30,8 +31,9 @@ Image.MAX_IMAGE_PIXELS = None
 
 # The version of the hashing below. Raise it with any change that moves stored hashes (a new
 # decode, resize or crop): every record keeps the version it was hashed with, so that records hashed
-# before are counted and can be re-hashed (`python main.py rehash`, docs/accuracy.md).
-HASHING_VERSION = 1
+# before are counted and can be re-hashed (`python main.py rehash`, docs/accuracy.md). 2: uniform
+# borders are trimmed before hashing.
+HASHING_VERSION = 2
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 # JPEG can decode at 1/2, 1/4 or 1/8 scale. Asking for at least this many pixels on each side
 # keeps the 9x8 Lanczos result within a few bits of a full decode (measured on real photos).
@@ -208,8 +210,9 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
         raise CorruptImage(f"the {image.format} image could not be decoded: {exc}") from exc
     width, height = _turned(size, orientation)
     with lent_grey(displayed) as grey:
+        top, bottom, left, right = content_box(grey)
         # One pass over the pixels for the three grids.
-        wide, tall, square = lanczos_grids(grey, (WIDE, TALL, (DCT_SIDE, DCT_SIDE)))
+        wide, tall, square = lanczos_grids(grey[top:bottom, left:right], (WIDE, TALL, (DCT_SIDE, DCT_SIDE)))
     return ImageHashes(width=width, height=height, wide=wide, tall=tall, dct_low=low_frequencies(square))
 
 

@@ -1,0 +1,77 @@
+"""Border trimming: uniform borders are found on grey images, and pictures keep their own edges."""
+
+import io
+
+import numpy as np
+import pytest
+from helpers import encode, grey_of, make_photo
+from PIL import Image, ImageOps
+
+from app.imaging.borders import MAX_TRIM_SHARE, content_box
+from app.imaging.hashing import hamming, hash_image_bytes
+
+
+def grey(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("L"))
+
+
+PHOTO = make_photo(7, (400, 300))
+
+
+@pytest.mark.parametrize(
+    ("border", "colour"),
+    [
+        ((0, 40, 0, 40), "black"),  # letterbox
+        ((60, 0, 60, 0), "black"),  # pillarbox
+        ((12, 12, 12, 12), "white"),
+        ((30, 30, 30, 30), (200, 30, 30)),
+        ((5, 20, 35, 10), (90, 140, 200)),  # uneven, each side its own width
+    ],
+)
+def test_uniform_borders_are_trimmed_exactly(border: tuple[int, int, int, int], colour: object) -> None:
+    framed = ImageOps.expand(PHOTO, border=border, fill=colour)  # type: ignore[arg-type]
+    left, top, right, bottom = border
+    assert content_box(grey(framed)) == (top, top + 300, left, left + 400)
+
+
+def test_a_jpeg_letterbox_is_trimmed_to_within_a_few_lines() -> None:
+    framed = ImageOps.expand(PHOTO, border=(0, 50, 0, 50), fill="black")
+    top, bottom, left, right = content_box(grey_of(Image.open(io.BytesIO(encode(framed, "JPEG")))))
+    assert abs(top - 50) <= 3 and abs(bottom - 350) <= 3 and (left, right) == (0, 400)
+
+
+def test_a_picture_without_borders_is_left_whole() -> None:
+    assert content_box(grey(PHOTO)) == (0, 300, 0, 400)
+
+
+def test_a_dark_edge_with_texture_beyond_the_tolerance_is_not_a_border() -> None:
+    pixels = grey(PHOTO).copy()
+    rng = np.random.default_rng(1)
+    pixels[:80] = rng.integers(0, 60, size=(80, 400))  # a dark, noisy sky: not one colour
+    assert content_box(pixels) == (0, 300, 0, 400)
+
+
+def test_a_logo_on_a_frame_does_not_stop_the_trim() -> None:
+    framed = ImageOps.expand(PHOTO, border=40, fill="white")
+    framed.paste((10, 10, 10), (100, 5, 110, 30))  # a small mark on the top frame: 10 of 480 px a line
+    assert content_box(grey(framed))[0] == 40
+
+
+def test_flat_images_and_huge_borders_are_left_whole() -> None:
+    assert content_box(np.full((50, 60), 128, np.uint8)) == (0, 50, 0, 60)
+    small = PHOTO.resize((40, 30))
+    bar = round(40 * MAX_TRIM_SHARE / (1 - MAX_TRIM_SHARE))  # the picture is under 1 - MAX_TRIM_SHARE
+    bordered = ImageOps.expand(small, border=(bar, 0, bar, 0), fill="black")
+    assert content_box(grey(bordered)) == (0, 30, 0, bordered.width)
+    smaller = ImageOps.expand(small, border=(bar // 2, 0, bar // 2, 0), fill="black")
+    assert content_box(grey(smaller)) == (0, 30, bar // 2, bar // 2 + 40)
+
+
+@pytest.mark.parametrize("colour", ["black", "white", (0, 120, 60)])
+def test_a_bordered_copy_hashes_like_the_picture(colour: object) -> None:
+    photo = make_photo(11, (640, 480))
+    original = hash_image_bytes(encode(photo, "JPEG", quality=90), max_pixels=10**8)
+    framed = ImageOps.expand(photo, border=(0, 80, 0, 80), fill=colour)  # type: ignore[arg-type]
+    copy = hash_image_bytes(encode(framed, "JPEG", quality=90), max_pixels=10**8)
+    assert hamming(original.dhash, copy.dhash) <= 3
+    assert hamming(original.dct_hash, copy.dct_hash) <= 4
