@@ -15,6 +15,20 @@ def grey(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"))
 
 
+def near(box: tuple[int, int, int, int], expected: tuple[int, int, int, int]) -> bool:
+    """Borders are found on the image shrunk to a shorter side of 128: within a pixel of that
+    (about 3 of these images'), and never more than the border."""
+    top, bottom, left, right = box
+    within = all(abs(a - b) <= 3 for a, b in zip(box, expected, strict=True))
+    return (
+        within
+        and top <= expected[0]
+        and bottom >= expected[1]
+        and left <= expected[2]
+        and right >= expected[3]
+    )
+
+
 PHOTO = make_photo(7, (400, 300))
 
 
@@ -31,13 +45,14 @@ PHOTO = make_photo(7, (400, 300))
 def test_uniform_borders_are_trimmed_exactly(border: tuple[int, int, int, int], colour: object) -> None:
     framed = ImageOps.expand(PHOTO, border=border, fill=colour)  # type: ignore[arg-type]
     left, top, right, bottom = border
-    assert content_box(grey(framed)) == (top, top + 300, left, left + 400)
+    assert near(content_box(grey(framed)), (top, top + 300, left, left + 400))
 
 
 def test_a_jpeg_letterbox_is_trimmed_to_within_a_few_lines() -> None:
     framed = ImageOps.expand(PHOTO, border=(0, 50, 0, 50), fill="black")
-    top, bottom, left, right = content_box(grey_of(Image.open(io.BytesIO(encode(framed, "JPEG")))))
-    assert abs(top - 50) <= 3 and abs(bottom - 350) <= 3 and (left, right) == (0, 400)
+    assert near(
+        content_box(grey_of(Image.open(io.BytesIO(encode(framed, "JPEG", quality=75))))), (50, 350, 0, 400)
+    )
 
 
 def test_a_picture_without_borders_is_left_whole() -> None:
@@ -54,7 +69,7 @@ def test_a_dark_edge_with_texture_beyond_the_tolerance_is_not_a_border() -> None
 def test_a_logo_on_a_frame_does_not_stop_the_trim() -> None:
     framed = ImageOps.expand(PHOTO, border=40, fill="white")
     framed.paste((10, 10, 10), (100, 5, 110, 30))  # a small mark on the top frame: 10 of 480 px a line
-    assert content_box(grey(framed))[0] == 40
+    assert near(content_box(grey(framed)), (40, 340, 40, 440))
 
 
 def test_flat_images_and_huge_borders_are_left_whole() -> None:
@@ -64,7 +79,7 @@ def test_flat_images_and_huge_borders_are_left_whole() -> None:
     bordered = ImageOps.expand(small, border=(bar, 0, bar, 0), fill="black")
     assert content_box(grey(bordered)) == (0, 30, 0, bordered.width)
     smaller = ImageOps.expand(small, border=(bar // 2, 0, bar // 2, 0), fill="black")
-    assert content_box(grey(smaller)) == (0, 30, bar // 2, bar // 2 + 40)
+    assert near(content_box(grey(smaller)), (0, 30, bar // 2, bar // 2 + 40))
 
 
 @pytest.mark.parametrize("colour", ["black", "white", (0, 120, 60)])
@@ -75,3 +90,13 @@ def test_a_bordered_copy_hashes_like_the_picture(colour: object) -> None:
     copy = hash_image_bytes(encode(framed, "JPEG", quality=90), max_pixels=10**8)
     assert hamming(original.dhash, copy.dhash) <= 3
     assert hamming(original.dct_hash, copy.dct_hash) <= 4
+
+
+def test_a_flat_region_that_fades_into_the_picture_is_not_a_border() -> None:
+    """A sky brightened until it clips to white is flat, but has no edge: a brighter or darker copy
+    would lose another share of it, so none is trimmed."""
+    pixels = grey(PHOTO).astype(np.float64)
+    pixels[:100] = 255
+    share = np.linspace(0, 1, 60)[:, np.newaxis]  # from clipped white, fading into the picture
+    pixels[100:160] = 255 * (1 - share) + pixels[100:160] * share
+    assert content_box(pixels.round().astype(np.uint8)) == (0, 300, 0, 400)
