@@ -45,11 +45,12 @@ class Settings(BaseSettings):
     max_distance: int = Field(
         10, ge=0, le=64, description="Default Hamming distance (bits) at or under which images match."
     )
-    confirm_distance: int = Field(
-        16,
+    max_score: float = Field(
+        12.0,
         ge=0,
         le=64,
-        description="A dHash candidate is confirmed when its DCT hash is at most this far (bits).",
+        description="A dHash candidate matches when its score, the weighted mean of its dHash, vertical "
+        "dHash and DCT hash distances (bits), is at most this (docs/accuracy.md).",
     )
     thumbnails: bool = Field(
         True, description="Keep a small WebP thumbnail (160 px) of each uploaded image, for the page at /."

@@ -62,20 +62,23 @@ class Orientation(StrEnum):
 class Match:
     """A stored image whose dHash is within the asked distance of the query's.
 
-    `dct_distance` is the distance between the DCT hashes, the second signal that confirms a
-    match (None where either side has no DCT hash). `exact` says the uploaded bytes are identical
-    (same SHA-256).
+    `distance`, `vertical_distance` and `dct_distance` are the distances between the dHashes,
+    the vertical dHashes and the DCT hashes (None where either side lacks that hash); `score`
+    weighs them into one distance in bits (app/service/matching.py). `exact` says the uploaded
+    bytes are identical (same SHA-256).
     """
 
     record: ImageRecord
     distance: int
+    score: float
+    vertical_distance: int | None = None
     dct_distance: int | None = None
     orientation: Orientation = Orientation.ORIGINAL
     exact: bool = False
 
     @property
     def similarity(self) -> float:
-        return 1 - self.distance / 64
+        return 1 - self.score / 64
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     if not DEV.is_dir():
         sys.exit(f"needs the shared photos at {DEV}")
-    settings = Settings(max_distance=10, confirm_distance=16, max_pixels=10**9, max_concurrent_decodes=1)
+    settings = Settings(max_distance=10, max_pixels=10**9, max_concurrent_decodes=1)
     service = build_service(settings, store=MemoryImageStore())
     rng = random.Random(1)
     with service.store.writing() as write:

@@ -1,4 +1,4 @@
-"""Confirmation by the DCT hash, flips and rotations, exact copies and on_duplicate, over HTTP."""
+"""The score over all hashes, flips and rotations, exact copies and on_duplicate, over HTTP."""
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +22,8 @@ T = Image.Transpose
 
 @pytest.fixture
 def lookalikes(settings: Settings) -> Iterator[TestClient]:
-    """Two stored records with the dHash 0: one whose DCT hash agrees with the query's, one far."""
+    """Stored records near the dHash 0: one whose DCT hash agrees with the query's, one far, and
+    two hash-only records (no vertical or DCT hash), 2 and 7 bits away."""
     store = open_store(settings)
     with store.writing() as write:
         write.add(
@@ -39,6 +40,7 @@ def lookalikes(settings: Settings) -> Iterator[TestClient]:
                     hashing_version=HASHING_VERSION,
                 ),
                 NewImage(id="hash-only", dhash=3, width=1, height=1, hashing_version=HASHING_VERSION),
+                NewImage(id="hash-only-far", dhash=0x7F, width=1, height=1, hashing_version=HASHING_VERSION),
             ]
         )
     store.close()
@@ -51,23 +53,27 @@ def ids(response: httpx.Response) -> list[str]:
     return [m["id"] for m in response.json()["matches"]]
 
 
-def test_candidates_are_confirmed_by_the_dct_hash(lookalikes: TestClient) -> None:
+def test_candidates_are_judged_by_their_score(lookalikes: TestClient) -> None:
     params = {"hash": "0" * 16, "dct_hash": hash_hex(0xFF00)}
     response = lookalikes.get("/search", params=params)
-    assert ids(response) == ["same", "hash-only"]  # a record without a DCT hash cannot be refuted
-    assert [m["dct_distance"] for m in response.json()["matches"]] == [0, None]
+    # An unknown distance counts as 16 bits: a hash-only record needs a close dHash (2, not 7).
+    assert ids(response) == ["same", "hash-only"]
+    matches = response.json()["matches"]
+    assert [m["dct_distance"] for m in matches] == [0, None]
+    assert [m["similarity"] for m in matches] == [1 - 16 / 3 / 64, 1 - (2 + 32) / 3 / 64]
     unconfirmed = lookalikes.get("/search", params=params | {"confirm": "false"})
-    assert ids(unconfirmed) == ["same", "other", "hash-only"]
+    assert ids(unconfirmed) == ["same", "other", "hash-only", "hash-only-far"]
     assert unconfirmed.json()["matches"][1]["dct_distance"] == 40
 
 
-def test_without_a_dct_hash_in_the_query_nothing_is_refuted(lookalikes: TestClient) -> None:
+def test_a_query_by_dhash_alone_needs_a_close_dhash(lookalikes: TestClient) -> None:
     assert ids(lookalikes.get("/search", params={"hash": "0" * 16})) == ["same", "other", "hash-only"]
+    assert ids(lookalikes.get("/search", params={"hash": hash_hex(0x7F)})) == ["hash-only-far"]
 
 
-def test_confirmation_threshold_is_a_setting(settings: Settings) -> None:
+def test_the_score_threshold_is_a_setting(settings: Settings) -> None:
     photo = make_photo(1)
-    with TestClient(create_app(settings.model_copy(update={"confirm_distance": 0}))) as client:
+    with TestClient(create_app(settings.model_copy(update={"max_score": 0}))) as client:
         upload(client, encode(photo), "p")
         copy = encode(photo.resize((200, 150)), "JPEG", quality=40)
         body = search(client, copy, confirm="false").json()
@@ -108,7 +114,7 @@ def test_flipped_and_turned_copies_need_all_orientations(
     assert search(client, turned).json()["matches"] == []
     matches = search(client, turned, all_orientations="true").json()["matches"]
     assert [(m["id"], m["orientation"]) for m in matches] == [("upright", orientation)]
-    assert matches[0]["distance"] <= 10 and matches[0]["dct_distance"] <= 16
+    assert matches[0]["distance"] <= 10 and matches[0]["similarity"] >= 1 - 12 / 64
 
 
 def test_plain_matches_say_original(client: TestClient) -> None:

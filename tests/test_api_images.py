@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from app.config import Settings
 from app.factory import create_app
+from app.imaging.hashing import hamming, parse_hash_hex
 
 
 def test_post_image_returns_the_record(client: TestClient) -> None:
@@ -38,13 +39,15 @@ def test_post_generates_an_id_when_absent(client: TestClient) -> None:
 
 def test_duplicates_are_the_earlier_matching_images(client: TestClient) -> None:
     photo = make_photo(3)
-    assert upload(client, encode(photo), "original").json()["duplicates"] == []
+    original = upload(client, encode(photo), "original").json()
+    assert original["duplicates"] == []
     upload(client, encode(make_photo(4)), "other")
     copy = upload(client, encode(photo.resize((320, 240)), "JPEG", quality=70), "copy").json()
     assert [d["id"] for d in copy["duplicates"]] == ["original"]
     match = copy["duplicates"][0]
     assert match["distance"] <= 10
-    assert match["similarity"] == 1 - match["distance"] / 64
+    vertical = hamming(parse_hash_hex(original["vertical_hash"]), parse_hash_hex(copy["vertical_hash"]))
+    assert match["similarity"] == 1 - (match["distance"] + vertical + match["dct_distance"]) / 3 / 64
     assert match["metadata"] == {}
 
 

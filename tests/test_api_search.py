@@ -46,19 +46,24 @@ def test_search_by_upload_finds_the_copies(client: TestClient) -> None:
 
 
 def test_matches_are_sorted_by_distance_then_id(stored: TestClient) -> None:
-    matches = stored.get("/search", params={"hash": "0000000000000000"}).json()["matches"]
+    params = {"hash": "0000000000000000", "confirm": "false"}
+    matches = stored.get("/search", params=params).json()["matches"]
     assert [(m["id"], m["distance"]) for m in matches] == [
         ("zero", 0),
         ("three-a", 3),
         ("three-b", 3),
         ("ten", 10),
     ]
-    assert [m["similarity"] for m in matches] == [1.0, 1 - 3 / 64, 1 - 3 / 64, 1 - 10 / 64]
+    # Neither side has a vertical or DCT hash: each unknown distance counts as 16 bits.
+    assert [m["similarity"] for m in matches] == [1 - (d + 32) / 3 / 64 for d in (0, 3, 3, 10)]
+    scored = stored.get("/search", params={"hash": "0000000000000000"}).json()["matches"]
+    assert [m["id"] for m in scored] == ["zero", "three-a", "three-b"]  # a score of (10 + 32) / 3 is over 12
 
 
 def test_max_distance_and_limit(stored: TestClient) -> None:
     def ids(**params: object) -> list[str]:
-        return [m["id"] for m in stored.get("/search", params={"hash": "0" * 16, **params}).json()["matches"]]
+        query = {"hash": "0" * 16, "confirm": "false", **params}
+        return [m["id"] for m in stored.get("/search", params=query).json()["matches"]]
 
     assert ids(max_distance=0) == ["zero"]
     assert ids(max_distance=9) == ["zero", "three-a", "three-b"]

@@ -20,7 +20,7 @@ from app.index import HammingIndex
 from app.models import NewImage
 from app.service import duplicates as duplicates_module
 from app.service.groups import groups_of
-from app.service.matching import Matching
+from app.service.matching import UNKNOWN_DISTANCE, Matching
 from app.service.metrics import Metrics
 from app.service.pairs import DuplicatePairs, PairsStatus
 from app.service.sync import IndexSyncer
@@ -29,7 +29,7 @@ from app.store import MemoryImageStore, SQLiteImageStore
 
 HANG = 120  # seconds: only to stop a hung run, never a limit on how fast something must be
 MAX_DISTANCE = 10  # the default DOPPEL_MAX_DISTANCE
-CONFIRM_DISTANCE = 16
+MAX_SCORE = Settings().max_score
 
 
 # --- the groups module -------------------------------------------------------------------------
@@ -83,14 +83,19 @@ def brute_force_groups(
     min_size: int = 2,
 ) -> list[list[str]]:
     """Every pair compared, with the README's rule: dHashes within `max_distance`, and (when
-    confirming) DCT hashes within 16 bits unless a side has none."""
+    confirming) the mean of the three hashes' distances at most MAX_SCORE, a hash that either side
+    lacks counted as UNKNOWN_DISTANCE bits."""
     pairs = []
     for a, b in itertools.combinations(records, 2):
-        if hamming(parse_hash_hex(a["hash"]), parse_hash_hex(b["hash"])) > max_distance:
+        distance = hamming(parse_hash_hex(a["hash"]), parse_hash_hex(b["hash"]))
+        if distance > max_distance:
             continue
-        if confirm and a["dct_hash"] and b["dct_hash"]:
-            if hamming(parse_hash_hex(a["dct_hash"]), parse_hash_hex(b["dct_hash"])) > CONFIRM_DISTANCE:
-                continue
+        others = [
+            hamming(parse_hash_hex(a[k]), parse_hash_hex(b[k])) if a[k] and b[k] else UNKNOWN_DISTANCE
+            for k in ("vertical_hash", "dct_hash")
+        ]
+        if confirm and (distance + sum(others)) / 3 > MAX_SCORE:
+            continue
         pairs.append((a["id"], b["id"]))
     groups = [sorted(group) for group in groups_of(pairs) if len(group) >= min_size]
     return sorted(groups)
@@ -360,7 +365,7 @@ def test_the_pairs_report_their_progress_until_complete() -> None:
             decode_wait_seconds=metrics.decode_wait_seconds,
         ),
         max_distance=10,
-        confirm_distance=16,
+        max_score=10,
     )
     pairs = DuplicatePairs(store, index, syncer, matching, interval_s=0.05)
     syncer.start()

@@ -27,7 +27,7 @@ def crowded() -> Iterator[tuple[DoppelService, dict[str, int]]]:
         for bit in rng.sample(range(64), n % 13):
             value |= 1 << bit
         hashes[f"img-{rng.randrange(10**6):06d}-{n}"] = value
-    service = build_service(Settings(max_distance=10, confirm_distance=16), store=MemoryImageStore())
+    service = build_service(Settings(max_distance=10), store=MemoryImageStore())
     with service.store.writing() as write:
         write.add(
             [
@@ -48,7 +48,7 @@ def test_matches_equal_a_sorted_brute_force(
 ) -> None:
     service, hashes = crowded
     found = service.matching.search_hash(
-        Signature(0, None, None), options=SearchOptions(max_distance=max_distance, limit=limit)
+        Signature(0, None, None), options=SearchOptions(max_distance=max_distance, limit=limit, confirm=False)
     )
     expected = sorted((hamming(v, 0), k) for k, v in hashes.items() if hamming(v, 0) <= max_distance)
     assert [(m.distance, m.record.id) for m in found] == expected[:limit]

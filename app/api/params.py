@@ -42,8 +42,8 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many match
 Confirm = Annotated[
     bool,
     Query(
-        description="Keep only candidates whose DCT hash confirms the match; "
-        "false returns every dHash candidate."
+        description="Keep only candidates whose score (all their hashes weighed together) is at "
+        "most DOPPEL_MAX_SCORE; false returns every dHash candidate."
     ),
 ]
 AllOrientations = Annotated[

@@ -50,9 +50,12 @@ class ImageOut(BaseModel):
 class MatchOut(BaseModel):
     id: str
     distance: int = Field(description="Hamming distance between the dHashes, 0-64 bits.")
-    similarity: float = Field(description="1 - distance / 64.")
+    similarity: float = Field(
+        description="1 - score / 64, where the score weighs the distances of all the hashes into one "
+        "(in bits; a match has a score of at most DOPPEL_MAX_SCORE unless confirm=false)."
+    )
     dct_distance: int | None = Field(
-        description="Hamming distance between the DCT hashes, the signal that confirms a match; "
+        description="Hamming distance between the DCT hashes, one of the distances the score weighs; "
         "null when either side has none (e.g. a search by dHash alone)."
     )
     orientation: Orientation = Field(
@@ -193,7 +196,7 @@ class PairOut(BaseModel):
     a: str = Field(description="The id of one image of the pair (the first in id order).")
     b: str = Field(description="The id of the other.")
     distance: int = Field(description="Hamming distance between their dHashes (the nearest orientation).")
-    similarity: float = Field(description="1 - distance / 64.")
+    similarity: float = Field(description="1 - score / 64, the score of a match (MatchOut's similarity).")
     dct_distance: int | None = Field(
         description="Hamming distance between their DCT hashes; null if either has none."
     )
@@ -206,7 +209,7 @@ class PairOut(BaseModel):
             a=a,
             b=b,
             distance=pair.distance,
-            similarity=1 - pair.distance / 64,
+            similarity=1 - pair.score / 64,
             dct_distance=pair.dct_distance,
             exact=pair.exact,
         )

@@ -127,7 +127,7 @@ def build_service(settings: Settings, store: ImageStore | None = None) -> Doppel
         thumbnails=settings.thumbnails,
     )
     matching = Matching(
-        store, index, hasher, max_distance=settings.max_distance, confirm_distance=settings.confirm_distance
+        store, index, hasher, max_distance=settings.max_distance, max_score=settings.max_score
     )
     pairs = (
         DuplicatePairs(

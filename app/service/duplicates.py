@@ -100,7 +100,7 @@ class Duplicates:
                 pair
                 for pair in self.pairs.current(PAIRS_WAIT_S)
                 if pair.distance <= threshold
-                and (not options.confirm or self.matching.confirms(pair.dct_distance, exact=pair.exact))
+                and (not options.confirm or self.matching.accepts(pair.score, exact=pair.exact))
             ]
             return kept, status.complete, status.progress
         return self._pairs_on_demand(threshold, options), True, 1.0
@@ -125,7 +125,9 @@ class Duplicates:
             for record in batch:
                 for match in self.matching.matches_of(record, options=search):
                     a, b = sorted((record, match.record), key=lambda r: r.key)
-                    pair = Pair(a.key, b.key, a.id, b.id, match.distance, match.dct_distance, match.exact)
+                    pair = Pair(
+                        a.key, b.key, a.id, b.id, match.distance, match.dct_distance, match.exact, match.score
+                    )
                     # Turned variants may be nearer one way than the other: the nearest counts.
                     known = found.get((pair.a, pair.b))
                     if known is None or pair.distance < known.distance:

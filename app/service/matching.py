@@ -1,5 +1,6 @@
 """Matching: which stored images look like a query. Candidates come from the index by dHash
-distance, in any orientation when asked, and are confirmed by the DCT hash. Reads only."""
+distance, in any orientation when asked; each is then judged on all its hashes at once, by one
+score (`score`). Reads only."""
 
 from dataclasses import dataclass
 
@@ -13,6 +14,24 @@ from app.validation import check_image_id
 
 RESOLVE_CHUNK = 256
 ORIGINAL = Orientation.ORIGINAL
+# The weights of the dHash, vertical dHash and DCT distances in the score: equal weights did as well
+# as any other on the tuning half of the evaluation (docs/accuracy.md), and are the simplest.
+WEIGHTS = (1.0, 1.0, 1.0)
+# A distance that cannot be measured (a hash-only record, a search by dHash alone) counts as this
+# many bits, half what distinct pictures' average (32): with both unknown, the default score of 12
+# needs a dHash within 4 bits, so a made-up hash cannot claim a picture 10 bits away as its copy.
+UNKNOWN_DISTANCE = 16
+
+
+def score(distance: int, vertical_distance: int | None, dct_distance: int | None) -> float:
+    """How far a candidate is, in bits (0-64): the weighted mean of its dHash, vertical dHash and
+    DCT distances, each unknown one counted as UNKNOWN_DISTANCE."""
+    distances = (
+        distance,
+        UNKNOWN_DISTANCE if vertical_distance is None else vertical_distance,
+        UNKNOWN_DISTANCE if dct_distance is None else dct_distance,
+    )
+    return sum(w * d for w, d in zip(WEIGHTS, distances, strict=True)) / sum(WEIGHTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +67,13 @@ class Matching:
         hasher: UploadHasher,
         *,
         max_distance: int,
-        confirm_distance: int,
+        max_score: float,
     ) -> None:
         self.store = store
         self.index = index
         self.hasher = hasher
         self.max_distance = max_distance
-        self.confirm_distance = confirm_distance
+        self.max_score = max_score
 
     def search(self, data: bytes, *, options: SearchOptions) -> tuple[Upload, list[Match]]:
         """The query file's hashes and the stored images that match it."""
@@ -85,7 +104,8 @@ class Matching:
 
     def find(self, query: Query, options: SearchOptions, *, exclude_key: int | None = None) -> list[Match]:
         """Stored images within `max_distance` of the query's dHash (of any of its variants when
-        asked), confirmed by the DCT hash when asked; nearest first, ties by id."""
+        asked) whose score is at most `max_score` when confirmation is asked; nearest first (by
+        dHash distance), ties by id."""
         variants = _variants(query, options)
         best: dict[int, tuple[int, Orientation]] = {}
         # variants come ORIGINAL first, so an equally near original beats a turned variant
@@ -154,19 +174,26 @@ class Matching:
         orientation: Orientation,
         options: SearchOptions,
     ) -> list[Match]:
-        """The candidate as a match, or nothing when confirmation is asked and refutes it."""
-        dct_distance = (
-            None if variant.dct is None or record.dct_hash is None else hamming(variant.dct, record.dct_hash)
-        )
+        """The candidate as a match, or nothing when confirmation is asked and its score is over
+        `max_score` (identical files always match)."""
         exact = query.sha256 is not None and query.sha256 == record.sha256
-        match = Match(record, distance, dct_distance, orientation, exact)
-        return [match] if not options.confirm or self.confirms(dct_distance, exact=exact) else []
+        vertical_distance = _distance(variant.vertical, record.dhash_vertical)
+        dct_distance = _distance(variant.dct, record.dct_hash)
+        match = Match(
+            record,
+            distance,
+            score(distance, vertical_distance, dct_distance),
+            vertical_distance=vertical_distance,
+            dct_distance=dct_distance,
+            orientation=orientation,
+            exact=exact,
+        )
+        return [match] if not options.confirm or self.accepts(match.score, exact=exact) else []
 
-    def confirms(self, dct_distance: int | None, *, exact: bool) -> bool:
-        """Whether confirmation keeps a dHash candidate at this DCT distance (None: a side has no
-        DCT hash); identical files are always kept."""
-        # Without a DCT hash on both sides there is nothing to confirm with: the dHash decides.
-        return exact or dct_distance is None or dct_distance <= self.confirm_distance
+    def accepts(self, match_score: float, *, exact: bool) -> bool:
+        """Whether confirmation keeps a dHash candidate of this score; identical files are always
+        kept."""
+        return exact or match_score <= self.max_score
 
 
 def query_of_upload(upload: Upload, *, all_orientations: bool = True) -> Query:
@@ -175,6 +202,10 @@ def query_of_upload(upload: Upload, *, all_orientations: bool = True) -> Query:
     if all_orientations:
         return Query(variants_of_image(upload.hashes), sha256=upload.sha256)
     return Query({ORIGINAL: upload.hashes.signature}, sha256=upload.sha256)
+
+
+def _distance(query: int | None, stored: int | None) -> int | None:
+    return None if query is None or stored is None else hamming(query, stored)
 
 
 def match_order(match: Match) -> tuple[int, str]:

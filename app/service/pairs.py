@@ -24,7 +24,7 @@ from app.errors import StoreUnavailable
 from app.imaging import hamming
 from app.index import HammingIndex
 from app.models import ImageRecord
-from app.service.matching import Matching
+from app.service.matching import Matching, score
 from app.service.sync import IndexSyncer, Snapshots
 from app.store import ImageStore
 
@@ -47,6 +47,7 @@ class Pair:
     distance: int
     dct_distance: int | None
     exact: bool
+    score: float  # app/service/matching.py's score of the two
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,5 +243,12 @@ class DuplicatePairs:
 def pair_of(a: ImageRecord, b: ImageRecord, distance: int) -> Pair:
     """The pair of two stored images at this dHash distance, `a` the earlier."""
     dct_distance = None if a.dct_hash is None or b.dct_hash is None else hamming(a.dct_hash, b.dct_hash)
+    vertical = (
+        None
+        if a.dhash_vertical is None or b.dhash_vertical is None
+        else hamming(a.dhash_vertical, b.dhash_vertical)
+    )
     exact = a.sha256 is not None and a.sha256 == b.sha256
-    return Pair(a.key, b.key, a.id, b.id, distance, dct_distance, exact)
+    return Pair(
+        a.key, b.key, a.id, b.id, distance, dct_distance, exact, score(distance, vertical, dct_distance)
+    )

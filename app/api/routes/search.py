@@ -48,7 +48,7 @@ async def search_by_hash(
     dct_hash: Annotated[
         str | None,
         Query(
-            description="Its DCT hash (as Doppel returns it); without it nothing is confirmed.",
+            description="Its DCT hash (as Doppel returns it); without it a match needs a closer dHash.",
             json_schema_extra=HASH_SCHEMA,
         ),
     ] = None,
