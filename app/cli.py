@@ -43,25 +43,33 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="run the HTTP service (the default)")
     evaluate = commands.add_parser(
         "eval",
-        help="measure recall and wrong matches on edited copies of a folder of distinct images",
-        description="Index the images of DIR in memory, search ~20 edited copies of each, and print "
-        "recall per edit and wrong matches (markdown). Uses DOPPEL_MAX_DISTANCE and DOPPEL_CONFIRM_DISTANCE.",
+        help="measure recall and wrong matches on edited copies of folders of distinct images",
+        description="Split the images of the folders in two halves by a hash of their names; for each "
+        "half, index its images in memory, search ~45 edited copies of each, and print recall per edit "
+        "and wrong matches (markdown), then a sweep of the score threshold over both halves: choose it "
+        "on the tuning half, read the held-out one. Uses DOPPEL_MAX_DISTANCE and DOPPEL_MAX_SCORE.",
     )
     evaluate.add_argument(
-        "folder",
+        "folders",
         type=Path,
+        nargs="+",
         metavar="DIR",
         help="distinct originals (a GROUPS.tsv adds its shipped duplicates)",
     )
     evaluate.add_argument(
-        "--distinct", type=Path, metavar="DIR2", help="more held-out images, none a copy of DIR's"
+        "--distinct",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR2",
+        help="a folder of images searched as distinct ones, none a copy of DIR's (repeatable)",
     )
     evaluate.add_argument(
         "--hold-out-every",
         type=int,
         default=5,
         metavar="N",
-        help="every N-th image of DIR is not indexed but searched as a distinct image (default 5; 0: none)",
+        help="every N-th image of a DIR is not indexed but searched as a distinct one (default 5; 0: none)",
     )
     evaluate.add_argument(
         "--workers", type=int, default=2, help="processes making the edited copies (default 2)"
@@ -247,19 +255,19 @@ def run_rehash(settings: Settings, originals: Path | None) -> int:
 def run_evaluation(settings: Settings, args: argparse.Namespace) -> int:
     from app.evaluation import evaluate, format_report  # only this command needs the edit tooling
 
-    for path in (args.folder, args.distinct):
-        if path is not None and not path.is_dir():
+    for path in [*args.folders, *args.distinct]:
+        if not path.is_dir():
             print(f"not a folder: {path}")
             return 2
-    report = evaluate(
-        args.folder,
-        distinct_folder=args.distinct,
+    reports = evaluate(
+        args.folders,
+        distinct_folders=args.distinct,
         hold_out_every=args.hold_out_every,
         max_distance=settings.max_distance,
-        confirm_distance=settings.confirm_distance,
+        max_score=settings.max_score,
         workers=args.workers,
     )
-    print(format_report(report, confirm_distance=settings.confirm_distance))
+    print(format_report(reports, max_score=settings.max_score))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The accuracy evaluation command: `python main.py eval DIR`."""
+"""The accuracy evaluation command: `python main.py eval DIR...`."""
 
 from pathlib import Path
 
@@ -6,39 +6,59 @@ import pytest
 from helpers import make_photo
 
 from app.cli import main
-from app.evaluation import EDITS, evaluate
+from app.evaluation import EDITS, HALVES, evaluate, half_of, split
 
 
-@pytest.fixture
-def originals(tmp_path: Path) -> Path:
-    folder = tmp_path / "originals"
+def photos(folder: Path, count: int) -> Path:
     folder.mkdir()
-    for seed in range(6):
-        make_photo(seed, (320, 240)).save(folder / f"{seed}.png")
+    for seed in range(count):
+        make_photo(seed, (240, 180)).save(folder / f"{seed}.png")
     (folder / "notes.txt").write_text("not an image, left out")
     return folder
 
 
+@pytest.fixture
+def originals(tmp_path: Path) -> Path:
+    """Two photos, one in each half (the halves of 0.png and 1.png)."""
+    return photos(tmp_path / "originals", 2)
+
+
+def test_the_split_is_deterministic_and_disjoint(tmp_path: Path) -> None:
+    originals = photos(tmp_path / "originals", 8)
+    halves = split([originals], [], hold_out_every=3)
+    tune, held_out = (halves[h] for h in HALVES)
+    files = [*tune.originals.values(), *tune.distinct, *held_out.originals.values(), *held_out.distinct]
+    assert sorted(p.name for p in files) == [f"{seed}.png" for seed in range(8)]  # each file once
+    assert all(half_of(p.name) == "tune" for p in [*tune.originals.values(), *tune.distinct])
+    assert tune.originals and held_out.originals  # 8 names: both halves get some
+    # A file's half is its name's alone: other files around it, or another folder, do not move it.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "3.png").write_bytes((originals / "3.png").read_bytes())
+    assert "other:3.png" in split([other], [], hold_out_every=0)[half_of("3.png")].originals
+
+
 def test_every_copy_is_searched_and_counted(originals: Path) -> None:
-    report = evaluate(
-        originals, distinct_folder=None, hold_out_every=3, max_distance=10, confirm_distance=16, workers=1
-    )
-    assert (report.originals, report.distinct) == (4, 2)
-    assert set(report.total) == set(EDITS)
-    assert all(count == 4 for count in report.total.values())
-    for edit in ("resize 50%", "jpeg quality 30", "png", "greyscale"):
-        assert report.found["plain dHash"][edit] == 4
-        assert report.found["confirmed"][edit] == 4
-    assert report.found["all orientations"]["flip horizontal"] == 4
-    assert report.found["plain dHash"]["flip horizontal"] < 4
+    reports = evaluate([originals], distinct_folders=[], hold_out_every=0, max_distance=10, max_score=10)
+    assert [r.originals for r in reports.values()] == [1, 1]
+    for half, report in reports.items():
+        count = len(split([originals], [], 0)[half].originals)
+        assert set(report.total) == set(EDITS)
+        assert all(total == count for total in report.total.values())
+        for edit in ("resize 50%", "jpeg quality 30", "png", "greyscale", "letterbox", "white frame 5%"):
+            assert report.found["plain dHash"][edit] == count
+            assert report.found["default"][edit] == count
+        assert report.found["all orientations"]["flip horizontal"] == count
+        assert all(c.right for c in report.candidates if c.distance <= 2)
 
 
-def test_eval_command_prints_the_tables(originals: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_command_prints_both_halves(originals: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", str(originals), "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "| resize 50% | benign | 100.0% | 100.0% | 100.0% |" in out
-    assert "| **all orientation edits** |" in out
-    assert "wrong matches" in out
+    assert "### tune half" in out and "### held-out half" in out
+    assert out.count("| resize 50% | benign | 100.0% | 100.0% | 100.0% |") == 2
+    assert "| **all border edits** |" in out and "| **all orientation edits** |" in out
+    assert "wrong matches" in out and "Score sweep" in out
 
 
 def test_eval_refuses_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
