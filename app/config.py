@@ -46,7 +46,7 @@ class Settings(BaseSettings):
         10, ge=0, le=64, description="Default Hamming distance (bits) at or under which images match."
     )
     max_score: float = Field(
-        12.0,
+        10.0,
         ge=0,
         le=64,
         description="A dHash candidate matches when its score, the weighted mean of its dHash, vertical "

@@ -56,11 +56,11 @@ def ids(response: httpx.Response) -> list[str]:
 def test_candidates_are_judged_by_their_score(lookalikes: TestClient) -> None:
     params = {"hash": "0" * 16, "dct_hash": hash_hex(0xFF00)}
     response = lookalikes.get("/search", params=params)
-    # An unknown distance counts as 16 bits: a hash-only record needs a close dHash (2, not 7).
+    # An unknown distance counts as 13 bits: a hash-only record needs a close dHash (2, not 7).
     assert ids(response) == ["same", "hash-only"]
     matches = response.json()["matches"]
     assert [m["dct_distance"] for m in matches] == [0, None]
-    assert [m["similarity"] for m in matches] == [1 - 16 / 3 / 64, 1 - (2 + 32) / 3 / 64]
+    assert [m["similarity"] for m in matches] == [1 - 13 / 3 / 64, 1 - (2 + 26) / 3 / 64]
     unconfirmed = lookalikes.get("/search", params=params | {"confirm": "false"})
     assert ids(unconfirmed) == ["same", "other", "hash-only", "hash-only-far"]
     assert unconfirmed.json()["matches"][1]["dct_distance"] == 40
@@ -114,7 +114,7 @@ def test_flipped_and_turned_copies_need_all_orientations(
     assert search(client, turned).json()["matches"] == []
     matches = search(client, turned, all_orientations="true").json()["matches"]
     assert [(m["id"], m["orientation"]) for m in matches] == [("upright", orientation)]
-    assert matches[0]["distance"] <= 10 and matches[0]["similarity"] >= 1 - 12 / 64
+    assert matches[0]["distance"] <= 10 and matches[0]["similarity"] >= 1 - 10 / 64
 
 
 def test_plain_matches_say_original(client: TestClient) -> None:

@@ -54,10 +54,10 @@ def test_matches_are_sorted_by_distance_then_id(stored: TestClient) -> None:
         ("three-b", 3),
         ("ten", 10),
     ]
-    # Neither side has a vertical or DCT hash: each unknown distance counts as 16 bits.
-    assert [m["similarity"] for m in matches] == [1 - (d + 32) / 3 / 64 for d in (0, 3, 3, 10)]
+    # Neither side has a vertical or DCT hash: each unknown distance counts as 13 bits.
+    assert [m["similarity"] for m in matches] == [1 - (d + 26) / 3 / 64 for d in (0, 3, 3, 10)]
     scored = stored.get("/search", params={"hash": "0000000000000000"}).json()["matches"]
-    assert [m["id"] for m in scored] == ["zero", "three-a", "three-b"]  # a score of (10 + 32) / 3 is over 12
+    assert [m["id"] for m in scored] == ["zero", "three-a", "three-b"]  # a score of (10 + 26) / 3 is over 10
 
 
 def test_max_distance_and_limit(stored: TestClient) -> None:

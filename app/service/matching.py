@@ -18,9 +18,10 @@ ORIGINAL = Orientation.ORIGINAL
 # as any other on the tuning half of the evaluation (docs/accuracy.md), and are the simplest.
 WEIGHTS = (1.0, 1.0, 1.0)
 # A distance that cannot be measured (a hash-only record, a search by dHash alone) counts as this
-# many bits, half what distinct pictures' average (32): with both unknown, the default score of 12
-# needs a dHash within 4 bits, so a made-up hash cannot claim a picture 10 bits away as its copy.
-UNKNOWN_DISTANCE = 16
+# many bits, well under what distinct pictures' average (32) yet pessimistic: with both unknown,
+# the default score of 10 needs a dHash within 4 bits, so a made-up hash cannot claim a picture
+# 10 bits away as its copy.
+UNKNOWN_DISTANCE = 13
 
 
 def score(distance: int, vertical_distance: int | None, dct_distance: int | None) -> float:
