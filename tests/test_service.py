@@ -8,9 +8,9 @@ import pytest
 from app.config import Settings
 from app.imaging import HASHING_VERSION
 from app.imaging.hashing import Signature, hamming
-from app.models import NewImage
+from app.models import NewImage, Orientation
 from app.service import DoppelService, build_service
-from app.service.matching import RESOLVE_CHUNK, SearchOptions
+from app.service.matching import RESOLVE_CHUNK, Query, SearchOptions
 from app.store import MemoryImageStore
 
 
@@ -52,3 +52,23 @@ def test_matches_equal_a_sorted_brute_force(
     )
     expected = sorted((hamming(v, 0), k) for k, v in hashes.items() if hamming(v, 0) <= max_distance)
     assert [(m.distance, m.record.id) for m in found] == expected[:limit]
+
+
+def test_the_variant_that_scores_best_is_the_match() -> None:
+    """A turned variant nearer in dHash but refuted by the other hashes does not hide the original,
+    which is farther in dHash but agrees in all three."""
+    service = build_service(Settings(), store=MemoryImageStore())
+    with service.store.writing() as write:
+        write.add([NewImage(id="p", dhash=0, width=1, height=1, dhash_vertical=0, dct_hash=0)])
+    service.start()
+    try:
+        agreeing = Signature(0b1111111, 0, 0)  # 7 bits of dHash away, the others equal: a score of 7/3
+        refuted = Signature(1, (1 << 30) - 1, (1 << 30) - 1)  # 1 bit away, the others 30: 61/3
+        query = Query({Orientation.ORIGINAL: agreeing, Orientation.FLIP_HORIZONTAL: refuted}, sha256=None)
+        options = SearchOptions(all_orientations=True)
+        [match] = service.matching.find(query, options)
+        assert (match.orientation, match.distance, match.score) == (Orientation.ORIGINAL, 7, 7 / 3)
+        assert service.matching.match_among(query, [service.get("p")], options) == [match]
+        assert service.matching.find(query, SearchOptions()) == [match]
+    finally:
+        service.close()

@@ -108,35 +108,32 @@ class Matching:
         asked) whose score is at most `max_score` when confirmation is asked; nearest first (by
         dHash distance), ties by id."""
         variants = _variants(query, options)
-        best: dict[int, tuple[int, Orientation]] = {}
-        # variants come ORIGINAL first, so an equally near original beats a turned variant
+        hits: dict[int, list[tuple[int, Orientation]]] = {}
         results = self.index.search(
             [v.dhash for v in variants.values()], max_distance=self._threshold(options)
         )
-        for orientation, hits in zip(variants, results, strict=True):
-            for key, distance in hits:
-                if key != exclude_key and (key not in best or distance < best[key][0]):
-                    best[key] = (distance, orientation)
-        return self._resolve(query, variants, best, options)
+        # variants come ORIGINAL first, so an equally good original beats a turned variant
+        for orientation, found in zip(variants, results, strict=True):
+            for key, distance in found:
+                if key != exclude_key:
+                    hits.setdefault(key, []).append((distance, orientation))
+        return self._resolve(query, variants, hits, options)
 
     def match_among(self, query: Query, records: list[ImageRecord], options: SearchOptions) -> list[Match]:
         """`find` over a few records in hand (the earlier files of a batch) instead of the index."""
         variants = _variants(query, options)
         matches = []
         for record in records:
-            # the first of equally near variants: ORIGINAL comes first
-            distance, orientation = min(
-                ((hamming(v.dhash, record.dhash), o) for o, v in variants.items()), key=lambda pair: pair[0]
-            )
-            if distance <= self._threshold(options):
-                matches += self._kept(query, record, distance, variants[orientation], orientation, options)
+            distances = ((hamming(v.dhash, record.dhash), o) for o, v in variants.items())
+            found = [(d, o) for d, o in distances if d <= self._threshold(options)]
+            matches += self._best(query, record, found, variants, options)
         return matches
 
     def _resolve(
         self,
         query: Query,
         variants: dict[Orientation, Signature],
-        best: dict[int, tuple[int, Orientation]],
+        hits: dict[int, list[tuple[int, Orientation]]],
         options: SearchOptions,
     ) -> list[Match]:
         """Fetch, confirm and order candidates, nearest first, until `limit` matches are certain.
@@ -145,23 +142,37 @@ class Matching:
         is never read once `limit` nearer ones are confirmed (ties at the cut are all read, since
         they are ordered by id).
         """
-        candidates = sorted(best.items(), key=lambda item: item[1][0])
+        # by the nearest of each candidate's variants: a match's distance is never nearer
+        candidates = sorted(hits.items(), key=lambda item: min(item[1])[0])
         matches: list[Match] = []
         for start in range(0, len(candidates), RESOLVE_CHUNK):
             chunk = candidates[start : start + RESOLVE_CHUNK]
             if options.limit is not None and len(matches) >= options.limit:
                 matches.sort(key=match_order)
-                if chunk[0][1][0] > matches[options.limit - 1].distance:
+                if min(chunk[0][1])[0] > matches[options.limit - 1].distance:
                     break
             records = self.store.get_by_keys([key for key, _ in chunk])
-            for key, (distance, orientation) in chunk:
+            for key, found in chunk:
                 record = records.get(key)  # None: deleted since the index was searched
                 if record is not None:
-                    matches += self._kept(
-                        query, record, distance, variants[orientation], orientation, options
-                    )
+                    matches += self._best(query, record, found, variants, options)
         matches.sort(key=match_order)
         return matches[: options.limit]
+
+    def _best(
+        self,
+        query: Query,
+        record: ImageRecord,
+        found: list[tuple[int, Orientation]],
+        variants: dict[Orientation, Signature],
+        options: SearchOptions,
+    ) -> list[Match]:
+        """The record as a match in the variant that scores best (of equal ones, the nearer dHash,
+        then the first), or nothing when none is kept. Judged by the score, not by the dHash
+        alone: a turned variant can be nearer in dHash and yet be refuted where the original
+        matches."""
+        kept = [m for d, o in found for m in self._kept(query, record, d, variants[o], o, options)]
+        return [min(kept, key=lambda m: (m.score, m.distance))] if kept else []
 
     def _threshold(self, options: SearchOptions) -> int:
         return self.max_distance if options.max_distance is None else options.max_distance
