@@ -13,8 +13,8 @@ BORDER_STRAY_SHARE = 0.03
 EDGE_CONTRAST = 16
 # Never trim more than this share of either side: what is left must still be the picture.
 MAX_TRIM_SHARE = 0.6
-SEARCH_SIDE = 128
-_MAX_PASSES = 8
+SEARCH_SIDE = 128  # the shorter side borders are looked for at (content_box)
+_MAX_PASSES = 8  # frames within frames; each pass trims one
 _STEP = 16  # lines examined at a time: most images have no border, and stop at the first block
 
 

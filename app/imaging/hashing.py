@@ -7,6 +7,8 @@ packed row by row, most significant bit first, in the form of `str(imagehash.dha
 Only what the 9x8 grid needs is decoded (JPEG at reduced scale, progressive JPEG without its AC
 scans), and the resize is Pillow's Lanczos as matrix products (app/imaging/resample.py), so the hash is
 within 3 bits of imagehash's, and identical for most images (tests/test_hashing.py holds it there).
+Uniform borders (letterbox, frames, padding) are trimmed from the grey image first
+(app/imaging/borders.py), so that a framed copy hashes like the picture.
 """
 
 import re
