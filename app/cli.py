@@ -100,7 +100,7 @@ def add_scan_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParse
         description="Hash every image under the folders (recursively, on every core, through a "
         "cache), group the duplicates with the service's matching rules, print them as a table and "
         "write them as JSON, CSV or an HTML page of thumbnails. Uses DOPPEL_MAX_DISTANCE, "
-        "DOPPEL_CONFIRM_DISTANCE and DOPPEL_MAX_PIXELS.",
+        "DOPPEL_MAX_SCORE and DOPPEL_MAX_PIXELS.",
     )
     scan.add_argument("folders", type=Path, nargs="+", metavar="DIR", help="folders (or files) to scan")
     scan.add_argument(

@@ -59,7 +59,9 @@ def test_the_variant_that_scores_best_is_the_match() -> None:
     which is farther in dHash but agrees in all three."""
     service = build_service(Settings(), store=MemoryImageStore())
     with service.store.writing() as write:
-        write.add([NewImage(id="p", dhash=0, width=1, height=1, dhash_vertical=0, dct_hash=0)])
+        write.add(
+            [NewImage(id="p", dhash=0, width=1, height=1, dhash_vertical=0, dct_hash=0, hashing_version=HASHING_VERSION)]
+        )
     service.start()
     try:
         agreeing = Signature(0b1111111, 0, 0)  # 7 bits of dHash away, the others equal: a score of 7/3

@@ -103,7 +103,7 @@ def scan(
     progress_out: TextIO | None = None,
 ) -> ScanResult:
     """The duplicate groups among the images under `folders`, with the service's rules: within
-    `settings.max_distance`, confirmed by the DCT hash (`settings.confirm_distance`), in any
+    `settings.max_distance`, judged by the score over all hashes (`settings.max_score`), in any
     orientation when asked; identical files flagged as exact."""
     walked = walk(folders, hidden=hidden)
     outcomes, hashed = _hash_all(walked.files, settings.max_pixels, cache, workers, progress_out)
