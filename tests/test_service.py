@@ -60,7 +60,17 @@ def test_the_variant_that_scores_best_is_the_match() -> None:
     service = build_service(Settings(), store=MemoryImageStore())
     with service.store.writing() as write:
         write.add(
-            [NewImage(id="p", dhash=0, width=1, height=1, dhash_vertical=0, dct_hash=0, hashing_version=HASHING_VERSION)]
+            [
+                NewImage(
+                    id="p",
+                    dhash=0,
+                    width=1,
+                    height=1,
+                    dhash_vertical=0,
+                    dct_hash=0,
+                    hashing_version=HASHING_VERSION,
+                )
+            ]
         )
     service.start()
     try:
