@@ -123,7 +123,7 @@ def test_a_made_up_hash_only_record_is_refuted_by_its_dct_hash(client: TestClien
             "vertical_hash": hash_hex(true.dhash_vertical),
             "dct_hash": hash_hex(true.dct_hash),
         },
-        {"id": "dhash-only", "hash": hash_hex(true.dhash ^ 0b111)},  # nothing to refute it with
+        {"id": "dhash-only", "hash": hash_hex(true.dhash ^ 0b111)},  # 3 bits: a dHash alone needs 4
     ]
     assert client.post("/images/batch", json={"items": items}).status_code == 201
     matches = search(client, picture).json()["matches"]
