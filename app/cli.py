@@ -15,6 +15,7 @@ from app.config import Settings
 from app.errors import StoreUnavailable
 from app.imaging import HASHING_VERSION
 from app.index import HammingIndex
+from app.service.memory import DecodeMemory
 from app.service.metrics import Metrics
 from app.service.rehash import FolderFiles, count_older, rehash
 from app.service.uploads import UploadHasher
@@ -238,6 +239,7 @@ def run_rehash(settings: Settings, originals: Path | None) -> int:
         hasher = UploadHasher(
             max_pixels=settings.max_pixels,
             max_concurrent_decodes=1,
+            memory=DecodeMemory(settings.max_decode_memory),
             hash_seconds=metrics.hash_seconds,
             decode_wait_seconds=metrics.decode_wait_seconds,
         )

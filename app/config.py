@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 _HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
@@ -71,8 +72,14 @@ class Settings(BaseSettings):
     max_concurrent_decodes: int = Field(
         default_factory=lambda: 2 * (os.cpu_count() or 1),
         ge=1,
-        description="Images decoded at once (default: twice the cores); more wait their turn. "
-        "Bounds memory: a decode can take 4 bytes a pixel (400 MB at 100 megapixels).",
+        description="Images decoded at once (default: twice the cores); more wait their turn.",
+    )
+    max_decode_memory: int = Field(
+        2 * GIB,
+        ge=1,
+        description="Bytes that the images being decoded may take in all; each reserves its cost "
+        "(1-33 bytes a pixel, by format, from its header) and waits its turn, and one that could "
+        "never fit is refused (413).",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
         "info", description="Log level: critical, error, warning, info, debug, trace."

@@ -17,6 +17,7 @@ from app.api.routes import batch, duplicates, health, images, metrics, page, sea
 from app.api.uploads import FORM_OVERHEAD_BYTES, BodySizeLimit
 from app.config import Settings
 from app.service import DoppelService, build_service
+from app.service.memory import return_freed_memory
 
 DESCRIPTION = (
     "Duplicate-image detection. Each image gets a 64-bit difference hash (dHash); images whose "
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None, service: DoppelService | None =
         # Doppel served small images at 0.65x the rate of the naive service). The limit is
         # process-wide; faiss's OpenMP limit is per thread, so app/index.py sets it on each call.
         blas_threads = threadpool_limits(1, user_api="blas")
+        return_freed_memory()
         started = service or build_service(settings)
         try:
             started.start()

@@ -12,8 +12,8 @@ Uniform borders (letterbox, frames, padding) are trimmed from the grey image fir
 """
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -90,6 +90,25 @@ _SIGNATURES: tuple[tuple[int, bytes], ...] = (
     (4, b"ftypavif"),
     (4, b"ftypavis"),
 )
+
+
+# Peak bytes a pixel that decoding and hashing an image takes, by the mode its header declares:
+# the decoded frame, the copies made on the way to grey (flattening, conversion) and the grey one.
+# Measured single-threaded at 16 megapixels with bench/memory.py --costs, rounded up.
+_DECODE_BYTES_PER_PIXEL = {
+    "1": 4, "L": 3, "P": 4, "PA": 8, "LA": 7, "La": 7, "RGB": 6, "YCbCr": 7,
+    "RGBA": 10, "RGBa": 10, "LAB": 10, "CMYK": 10,
+}  # fmt: skip
+# Formats whose decoders take more than the mode says: libwebp, libheif and the AVIF decoders
+# decode into buffers of their own that Pillow then copies.
+_DECODE_BYTES_PER_PIXEL_OF_FORMAT = {"WEBP": 18, "HEIF": 10, "AVIF": 14}
+# A progressive JPEG's decoder holds every coefficient (2 bytes each) even at 1/8 scale.
+_PROGRESSIVE_JPEG_BYTES_PER_PIXEL = {"L": 3, "RGB": 4, "CMYK": 9}
+_JPEG_BYTES_PER_PIXEL = 1  # a reduced-scale decode: 0.3 measured
+# 16 and 32-bit grey (I;16, I, F) are scaled to 8 bits in float64 arrays; and anything unlisted.
+_DEEP_BYTES_PER_PIXEL = 33
+# Around every decode: the resize's weights and blocks, decoder state.
+_DECODE_OVERHEAD_BYTES = 4 << 20
 
 
 NOT_AN_IMAGE = "not an image in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF)"
@@ -184,12 +203,18 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
+def hash_image_bytes(
+    data: bytes,
+    *,
+    max_pixels: int,
+    while_decoding: Callable[[int], AbstractContextManager[object]] = nullcontext,
+) -> ImageHashes:
     """Decode `data` as a viewer would and hash it.
 
     Raises UnsupportedImage (not an image we read), CorruptImage (a known format that does not
     decode) or ImageTooLarge (more than `max_pixels`, or a side over MAX_SIDE, refused before the
-    pixels are decoded).
+    pixels are decoded). The pixels are decoded and hashed inside `while_decoding(cost)`, where
+    `cost` is `decode_cost` of the header: a caller can wait for that much memory, or refuse.
     """
     image = open_image(data)
     # From the header, before anything reads the pixels (for a PNG, even reading EXIF does).
@@ -202,6 +227,28 @@ def hash_image_bytes(data: bytes, *, max_pixels: int) -> ImageHashes:
         raise ImageTooLarge(
             f"image is {image.width}x{image.height}: a side is over the limit of {MAX_SIDE} pixels"
         )
+    with while_decoding(decode_cost(image)):
+        return _decoded_hashes(image, data)
+
+
+def decode_cost(image: Image.Image) -> int:
+    """The most memory, in bytes, that decoding and hashing `image` (opened, not yet loaded) takes,
+    from its header."""
+    if image.format in ("JPEG", "MPO"):
+        per_pixel = (
+            _PROGRESSIVE_JPEG_BYTES_PER_PIXEL.get(image.mode, _DEEP_BYTES_PER_PIXEL)
+            if image.info.get("progressive")
+            else _JPEG_BYTES_PER_PIXEL
+        )
+    else:
+        per_pixel = max(
+            _DECODE_BYTES_PER_PIXEL.get(image.mode, _DEEP_BYTES_PER_PIXEL),
+            _DECODE_BYTES_PER_PIXEL_OF_FORMAT.get(image.format or "", 0),
+        )
+    return image.width * image.height * per_pixel + _DECODE_OVERHEAD_BYTES
+
+
+def _decoded_hashes(image: Image.Image, data: bytes) -> ImageHashes:
     size = image.size  # before a JPEG draft shrinks it
     try:
         decoded = decode_for_hashing(image, data)

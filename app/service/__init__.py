@@ -11,6 +11,7 @@ from app.models import ImageRecord, Page
 from app.service.duplicates import Duplicates
 from app.service.ingest import Ingest
 from app.service.matching import Matching
+from app.service.memory import DecodeMemory
 from app.service.metrics import Metrics
 from app.service.pairs import DuplicatePairs
 from app.service.rehash import count_older
@@ -122,6 +123,7 @@ def build_service(settings: Settings, store: ImageStore | None = None) -> Doppel
     hasher = UploadHasher(
         max_pixels=settings.max_pixels,
         max_concurrent_decodes=settings.max_concurrent_decodes,
+        memory=DecodeMemory(settings.max_decode_memory),
         hash_seconds=metrics.hash_seconds,
         decode_wait_seconds=metrics.decode_wait_seconds,
         thumbnails=settings.thumbnails,

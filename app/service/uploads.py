@@ -1,14 +1,18 @@
-"""Hashing of uploaded files, a bounded number at once."""
+"""Hashing of uploaded files, within a memory budget and a number of decodes at once."""
 
 import hashlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from prometheus_client import Histogram
 
 from app.imaging import ImageHashes, hash_image_bytes, thumbnail_webp
+from app.service.memory import DecodeMemory
 from app.validation import check_file_size
 
 logger = logging.getLogger("doppel")
@@ -25,14 +29,16 @@ class Upload:
 
 
 class UploadHasher:
-    """Hashes uploads; at most `max_concurrent_decodes` are decoded at once, each up to `max_pixels`
-    (request threads, up to 40, would otherwise all decode at once)."""
+    """Hashes uploads, each up to `max_pixels`. A decode reserves its cost (from the image's
+    header) from `memory` and takes one of `max_concurrent_decodes` slots (request threads, up to
+    40, would otherwise all decode at once)."""
 
     def __init__(
         self,
         *,
         max_pixels: int,
         max_concurrent_decodes: int,
+        memory: DecodeMemory,
         hash_seconds: Histogram,
         decode_wait_seconds: Histogram,
         thumbnails: bool = False,
@@ -40,25 +46,41 @@ class UploadHasher:
         self.max_pixels = max_pixels
         self.thumbnails = thumbnails
         self._decode_slots = threading.BoundedSemaphore(max_concurrent_decodes)
+        self._memory = memory
         self._hash_seconds = hash_seconds
         self._decode_wait_seconds = decode_wait_seconds
 
     def hash(self, data: bytes) -> Upload:
-        """Hash an uploaded file; raises the hashing module's image errors. Waits for a decode slot."""
-        arrived = time.perf_counter()
-        with self._decode_slots:
-            started = time.perf_counter()
-            self._decode_wait_seconds.observe(started - arrived)
-            try:
-                hashes = hash_image_bytes(data, max_pixels=self.max_pixels)
-                thumbnail = self._thumbnail(data) if self.thumbnails else None
-            finally:
-                self._hash_seconds.observe(time.perf_counter() - started)
+        """Hash an uploaded file; raises the hashing module's image errors, or ImageTooLarge when
+        its decode could never fit the memory budget. Waits for memory and a decode slot."""
+        # (wait, cost) of each decode admitted; none for a file refused from its header.
+        admissions: list[tuple[float, int]] = []
+        started = time.perf_counter()
+        try:
+            hashes = hash_image_bytes(
+                data, max_pixels=self.max_pixels, while_decoding=partial(self._admitted, admissions)
+            )
+            thumbnail = None
+            if self.thumbnails:
+                with self._admitted(admissions, admissions[0][1]):  # a second decode, as costly
+                    thumbnail = self._thumbnail(data)
+        finally:
+            waited = sum(wait for wait, _ in admissions)
+            self._decode_wait_seconds.observe(waited)
+            self._hash_seconds.observe(time.perf_counter() - started - waited)
         return Upload(hashes, hashlib.sha256(data).hexdigest(), thumbnail)
 
     def hash_file(self, data: bytes, max_bytes: int) -> Upload:
         """`hash` for a file of a batch, refused (ImageTooLarge) when over `max_bytes`."""
         return self.hash(check_file_size(data, max_bytes))
+
+    @contextmanager
+    def _admitted(self, admissions: list[tuple[float, int]], cost_bytes: int) -> Iterator[None]:
+        arrived = time.perf_counter()
+        # Memory first: a decode waiting for memory does not hold a slot another could use.
+        with self._memory.reserve(cost_bytes), self._decode_slots:
+            admissions.append((time.perf_counter() - arrived, cost_bytes))
+            yield
 
     @staticmethod
     def _thumbnail(data: bytes) -> bytes | None:
