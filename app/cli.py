@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from app.api.connections import GuardedH11Protocol
 from app.config import Settings
 from app.errors import StoreUnavailable
 from app.imaging import HASHING_VERSION
@@ -204,8 +205,16 @@ def serve(settings: Settings) -> int:
             "anyone who reaches the port can add, read and delete images",
             settings.host,
         )
+    protocol = GuardedH11Protocol.configured(
+        header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections
+    )
     uvicorn.run(
-        create_app(settings, service), host=settings.host, port=settings.port, log_level=settings.log_level
+        create_app(settings, service),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        http=protocol,
+        timeout_keep_alive=settings.keep_alive_s,
     )
     return 0
 

@@ -2,6 +2,7 @@
 
 import os
 import re
+import resource
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 _HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
+# Open files kept for other than connections: the store, its pool, snapshots, the log, libraries.
+FILES_NOT_FOR_CONNECTIONS = 128
+
+
+def connections_the_file_limit_allows() -> int:
+    """Half the process's open-file limit beyond FILES_NOT_FOR_CONNECTIONS: a connection can hold
+    two (its socket and an upload spooled to a temporary file)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(1, (soft - FILES_NOT_FOR_CONNECTIONS) // 2)
 
 
 class Settings(BaseSettings):
@@ -80,6 +92,32 @@ class Settings(BaseSettings):
         description="Bytes that the images being decoded may take in all; each reserves its cost "
         "(1-33 bytes a pixel, by format, from its header) and waits its turn, and one that could "
         "never fit is refused (413).",
+    )
+    keep_alive_s: int = Field(
+        5,
+        ge=1,
+        description="Seconds a connection may stay idle, new or between requests, before it is closed.",
+    )
+    header_timeout_s: float = Field(
+        10,
+        gt=0,
+        description="Seconds a request's head (request line and headers) may take to arrive, from "
+        "the connection's start or the previous response; then 408 and closed.",
+    )
+    body_min_rate: int = Field(
+        1000,
+        ge=1,
+        description="Bytes a second a request body must come at, once DOPPEL_BODY_TIMEOUT_S of "
+        "waiting for it has been allowed; else 408 and closed.",
+    )
+    body_timeout_s: float = Field(
+        10, gt=0, description="Seconds of waiting for a request body allowed beyond what its bytes earn."
+    )
+    max_connections: int = Field(
+        default_factory=connections_the_file_limit_allows,
+        ge=1,
+        description="Open connections at most; more are answered 503 and closed at once "
+        "(default: half the open-file limit, less 64).",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
         "info", description="Log level: critical, error, warning, info, debug, trace."

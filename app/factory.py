@@ -1,5 +1,6 @@
 """Composition root: builds the FastAPI app and, in its lifespan, the store, index and service."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from threadpoolctl import threadpool_limits
 from uvicorn.logging import DefaultFormatter
 
 from app.api.auth import ApiKeyGuard, document_api_key
+from app.api.connections import BodyRate, RefusedAcceptLog
 from app.api.errors import register_exception_handlers
 from app.api.metrics import RequestMetrics
 from app.api.responses import JSONLine
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None, service: DoppelService | None =
         # process-wide; faiss's OpenMP limit is per thread, so app/index.py sets it on each call.
         blas_threads = threadpool_limits(1, user_api="blas")
         return_freed_memory()
+        asyncio.get_running_loop().set_exception_handler(RefusedAcceptLog())
         started = service or build_service(settings)
         try:
             started.start()
@@ -72,6 +75,7 @@ def create_app(settings: Settings | None = None, service: DoppelService | None =
         max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
         path_limits={"/images/batch": settings.max_batch_bytes},
     )
+    app.add_middleware(BodyRate, min_rate=settings.body_min_rate, timeout_s=settings.body_timeout_s)
     if settings.api_key is not None:
         # Open without the key: liveness probes, the API's description and the page (no data
         # behind them; the page asks for the key and sends it with its calls).

@@ -7,6 +7,7 @@ bench/load.py. The timeouts here only stop a hung run; no test asserts on time.
 import contextlib
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -24,11 +25,18 @@ class LiveServer:
     """One run of the server process; its whole output (stdout and stderr) is kept in `log`."""
 
     def __init__(
-        self, data_dir: Path, *, workers: int = 1, under: Sequence[str] = (), **settings: str
+        self,
+        data_dir: Path,
+        *,
+        workers: int = 1,
+        under: Sequence[str] = (),
+        open_files: int | None = None,
+        **settings: str,
     ) -> None:
         """`python main.py` on `data_dir` with the given DOPPEL_ settings, or with `workers` > 1,
         `uvicorn main:app --workers N` (each worker a process of its own); run by the command
-        `under` if given (which ends by running the command given after its own arguments)."""
+        `under` if given (which ends by running the command given after its own arguments);
+        `open_files` lowers its open-file limit."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOPPEL_")}
         env |= {"DOPPEL_HOST": "127.0.0.1", "DOPPEL_PORT": "0", "DOPPEL_DATA_DIR": str(data_dir)}
         env |= {f"DOPPEL_{name.upper()}": value for name, value in settings.items()}
@@ -46,6 +54,7 @@ class LiveServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends uvicorn's workers with it
+            preexec_fn=None if open_files is None else lambda: _limit_open_files(open_files),
         )
         self._lines: list[str] = []
         self._port: int | None = None
@@ -105,6 +114,10 @@ class LiveServer:
             if self._port is not None and self._startups >= self._startups_expected:
                 self._listening.set()
         self._listening.set()  # the process ended: stop waiting for it
+
+
+def _limit_open_files(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
 
 def peak_rss_bytes(pid: int) -> int:
