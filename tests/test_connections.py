@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.api.connections import REFUSED_ACCEPT_LOG_INTERVAL_S
-from tests.live_server import LiveServer
+from live_server import LiveServer
 
 HUNG_S = 120.0
 SHORT = {"keep_alive_s": "1", "header_timeout_s": "2", "body_timeout_s": "1", "body_min_rate": "100"}
