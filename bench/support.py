@@ -9,6 +9,7 @@ started, also on Ctrl-C or SIGTERM (see `stop_on_sigterm`).
 
 import math
 import os
+import resource
 import secrets
 import signal
 import socket
@@ -59,7 +60,16 @@ class Server:
     file (`log`), never to a pipe nobody reads, which would stall a talkative server.
     """
 
-    def __init__(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path = REPO,
+        open_files: int | None = None,
+    ) -> None:
+        """`cwd`: the tree to run (another commit's, see `checkout`); `open_files` lowers the
+        process's open-file limit."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         port = str(self.port)
@@ -67,11 +77,12 @@ class Server:
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
             [arg.replace("{port}", port) for arg in argv],
-            cwd=REPO,
+            cwd=cwd,
             env={**os.environ, **{k: v.replace("{port}", port) for k, v in (env or {}).items()}},
             stdin=subprocess.DEVNULL,
             stdout=self._output,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if open_files is None else lambda: _limit_open_files(open_files),
         )
 
     @property
@@ -141,11 +152,22 @@ class Server:
         self.stop()
 
 
+def _limit_open_files(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 def doppel(
-    data_dir: Path, *, database_url: str | None = None, log_level: str = "warning", **settings: str
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    log_level: str = "warning",
+    tree: Path = REPO,
+    open_files: int | None = None,
+    **settings: str,
 ) -> Server:
     """Doppel as it is deployed: `python main.py`, its store in `data_dir` (SQLite, by default) or at
-    `database_url`, its index snapshots in `data_dir`; more DOPPEL_ settings as keywords."""
+    `database_url`, its index snapshots in `data_dir`; more DOPPEL_ settings as keywords. `tree`:
+    the code to run, this repository's by default (see `checkout`)."""
     env = {
         "DOPPEL_DATA_DIR": str(data_dir),
         "DOPPEL_HOST": "127.0.0.1",
@@ -155,7 +177,16 @@ def doppel(
     if database_url is not None:
         env["DOPPEL_DATABASE_URL"] = database_url
     env |= {f"DOPPEL_{name.upper()}": value for name, value in settings.items()}
-    return Server([sys.executable, "main.py"], env=env)
+    return Server([sys.executable, "main.py"], env=env, cwd=tree, open_files=open_files)
+
+
+@contextmanager
+def checkout(ref: str) -> Iterator[Path]:
+    """The repository's files at commit `ref` in a temporary folder, to run as a reference."""
+    with tempfile.TemporaryDirectory(prefix="doppel-ref-") as folder:
+        archive = subprocess.run(["git", "archive", ref], cwd=REPO, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        yield Path(folder)
 
 
 @contextmanager
