@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
-from support import REPO, Server, checkout, doppel, stop_on_sigterm
+from support import REPO, Server, checkout, doppel_of, stop_on_sigterm
 
 CLIENTS = 16
 MIB = 2**20
@@ -78,7 +78,7 @@ def load(server: Server, data: bytes, requests: int) -> dict[int, int]:
 def measure(
     label: str, tree: Path, settings: dict[str, str], png: bytes, webp: bytes, args: argparse.Namespace
 ) -> None:
-    with tempfile.TemporaryDirectory() as data_dir, doppel(Path(data_dir), tree=tree, **settings) as server:
+    with tempfile.TemporaryDirectory() as data_dir, doppel_of(tree, Path(data_dir), settings) as server:
         server.wait_ready()
         small = Image.new("RGB", (64, 48), (10, 20, 30))
         for fmt in ("PNG", "WEBP"):

@@ -20,7 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
-from support import REPO, Server, checkout, doppel, stop_on_sigterm
+from support import REPO, Server, checkout, doppel_of, stop_on_sigterm
 
 WINDOW_S = 20.0
 FLOOD = 1000
@@ -68,7 +68,7 @@ def slow_clients(label: str, tree: Path) -> None:
     post = b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
     post += b"Content-Length: %d\r\n\r\n" % (len(body) + 8)
     stop = threading.Event()
-    with tempfile.TemporaryDirectory() as data_dir, doppel(Path(data_dir), tree=tree) as server:
+    with tempfile.TemporaryDirectory() as data_dir, doppel_of(tree, Path(data_dir), {}) as server:
         server.wait_ready()
         idle = [connect(server) for _ in range(100)]
         heads = [connect(server) for _ in range(20)]
@@ -94,7 +94,7 @@ def slow_clients(label: str, tree: Path) -> None:
 def flood(label: str, tree: Path) -> None:
     with (
         tempfile.TemporaryDirectory() as data_dir,
-        doppel(Path(data_dir), tree=tree, open_files=OPEN_FILES, log_level="info") as server,
+        doppel_of(tree, Path(data_dir), {}, open_files=OPEN_FILES, log_level="info") as server,
     ):
         server.wait_ready()
         logged = len(server.log)

@@ -157,17 +157,17 @@ def _limit_open_files(limit: int) -> None:
 
 
 def doppel(
-    data_dir: Path,
-    *,
-    database_url: str | None = None,
-    log_level: str = "warning",
-    tree: Path = REPO,
-    open_files: int | None = None,
-    **settings: str,
+    data_dir: Path, *, database_url: str | None = None, log_level: str = "warning", **settings: str
 ) -> Server:
     """Doppel as it is deployed: `python main.py`, its store in `data_dir` (SQLite, by default) or at
-    `database_url`, its index snapshots in `data_dir`; more DOPPEL_ settings as keywords. `tree`:
-    the code to run, this repository's by default (see `checkout`)."""
+    `database_url`, its index snapshots in `data_dir`; more DOPPEL_ settings as keywords."""
+    return Server([sys.executable, "main.py"], env=doppel_env(data_dir, database_url, log_level, settings))
+
+
+def doppel_env(
+    data_dir: Path, database_url: str | None, log_level: str, settings: dict[str, str]
+) -> dict[str, str]:
+    """The environment of `doppel`'s server (its port is "{port}")."""
     env = {
         "DOPPEL_DATA_DIR": str(data_dir),
         "DOPPEL_HOST": "127.0.0.1",
@@ -176,7 +176,20 @@ def doppel(
     }
     if database_url is not None:
         env["DOPPEL_DATABASE_URL"] = database_url
-    env |= {f"DOPPEL_{name.upper()}": value for name, value in settings.items()}
+    return env | {f"DOPPEL_{name.upper()}": value for name, value in settings.items()}
+
+
+def doppel_of(
+    tree: Path,
+    data_dir: Path,
+    settings: dict[str, str],
+    *,
+    log_level: str = "warning",
+    open_files: int | None = None,
+) -> Server:
+    """`doppel` from the code in `tree` (see `checkout`), with its open-file limit lowered to
+    `open_files` if given."""
+    env = doppel_env(data_dir, None, log_level, settings)
     return Server([sys.executable, "main.py"], env=env, cwd=tree, open_files=open_files)
 
 

@@ -9,17 +9,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from app.api.connections import REFUSED_ACCEPT_LOG_INTERVAL_S
 from live_server import LiveServer
 
+from app.api.connections import REFUSED_ACCEPT_LOG_INTERVAL_S
+
 HUNG_S = 120.0
-SHORT = {"keep_alive_s": "1", "header_timeout_s": "2", "body_timeout_s": "1", "body_min_rate": "100"}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with LiveServer(tmp_path_factory.mktemp("data"), **SHORT) as live:
+    data_dir = tmp_path_factory.mktemp("data")
+    with LiveServer(
+        data_dir, keep_alive_s="1", header_timeout_s="2", body_timeout_s="1", body_min_rate="100"
+    ) as live:
         yield live
 
 
