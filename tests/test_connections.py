@@ -1,6 +1,7 @@
 """Idle, slow and too many clients against the real server: they are closed or refused, and the
 others keep being served. The socket timeouts here only stop a hung run; no test asserts on time."""
 
+import asyncio
 import socket
 import threading
 import time
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from live_server import LiveServer
 
-from app.api.connections import REFUSED_ACCEPT_LOG_INTERVAL_S
+from app.api.connections import REFUSAL_LOG_INTERVAL_S, RefusedAcceptLog
 
 HUNG_S = 120.0
 
@@ -99,15 +100,20 @@ def test_a_body_sent_at_once_and_a_kept_alive_connection_are_served(server: Live
 def test_connections_past_the_cap_are_answered_503_at_once(tmp_path: Path) -> None:
     with LiveServer(tmp_path, max_connections="4", keep_alive_s="600", header_timeout_s="600") as live:
         held = [connect(live) for _ in range(4)]
+        started = time.monotonic()
         try:
-            with connect(live) as extra:
-                answer = read_until_closed(extra)
-            assert answer.startswith(b"HTTP/1.1 503 ")
-            assert b"retry-after: 1" in answer
+            for _ in range(3):
+                with connect(live) as extra:
+                    answer = read_until_closed(extra)
+                assert answer.startswith(b"HTTP/1.1 503 ")
+                assert b"retry-after: 1" in answer
+            elapsed = time.monotonic() - started
         finally:
             for sock in held:
                 sock.close()
         assert httpx.get(live.url + "/health").status_code == 200
+        lines = live.log.count("connections refused since the last such line")
+        assert 1 <= lines <= 1 + elapsed // REFUSAL_LOG_INTERVAL_S
         assert "Traceback" not in live.log
 
 
@@ -126,6 +132,21 @@ def test_accepts_failing_for_want_of_files_are_logged_once_per_interval(tmp_path
                 sock.close()
         assert httpx.get(live.url + "/health", timeout=HUNG_S).status_code == 200
         lines = live.log.count("cannot accept connections")
-        assert 1 <= lines <= 1 + elapsed // REFUSED_ACCEPT_LOG_INTERVAL_S
+        assert 1 <= lines <= 1 + elapsed // REFUSAL_LOG_INTERVAL_S
         assert "Too many open files" in live.log
         assert "Traceback" not in live.log
+
+
+def test_other_loop_errors_still_reach_the_default_handler(caplog: pytest.LogCaptureFixture) -> None:
+    handler = RefusedAcceptLog()
+    loop = asyncio.new_event_loop()
+    try:
+        handler(loop, {"message": "something else broke", "exception": ValueError("boom")})
+        refused = {"message": "socket.accept() out of system resource", "exception": OSError(24, "x")}
+        for _ in range(3):
+            handler(loop, refused)
+    finally:
+        loop.close()
+    assert "something else broke" in caplog.text
+    assert caplog.text.count("cannot accept connections") == 1
+    assert "1 failed accepts since the last such line" in caplog.text

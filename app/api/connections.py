@@ -1,5 +1,5 @@
 """Connections that cannot hold the server: idle, slow-header and slow-body clients are closed,
-connections past a cap are refused at once, and a failing accept is logged once per interval.
+connections past a cap are refused at once, and refusals are logged once per interval.
 
 uvicorn closes a kept-alive connection after `timeout_keep_alive` but has no deadline for a
 connection that sends nothing, a request head that never completes, or a body sent at 1 byte/s.
@@ -19,7 +19,25 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 logger = logging.getLogger("doppel")
 
-REFUSED_ACCEPT_LOG_INTERVAL_S = 10.0
+REFUSAL_LOG_INTERVAL_S = 10.0
+
+
+class Throttle:
+    """Counts events, and lets one in each `interval_s` through to be logged with the count."""
+
+    def __init__(self, interval_s: float = REFUSAL_LOG_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._last_passed = -interval_s
+        self._counted = 0
+
+    def count(self) -> int:
+        """Count one event: the events since the last one let through if this one is, else 0."""
+        self._counted += 1
+        now = time.monotonic()
+        if now - self._last_passed < self.interval_s:
+            return 0
+        counted, self._counted, self._last_passed = self._counted, 0, now
+        return counted
 
 
 def _raw_response(status: int, reason: str, detail: str, extra: str = "") -> bytes:
@@ -42,6 +60,7 @@ class GuardedH11Protocol(H11Protocol):
     header_timeout_s: ClassVar[float]
     max_connections: ClassVar[int]
     busy_response: ClassVar[bytes]
+    refusals: ClassVar[Throttle]
 
     @classmethod
     def configured(cls, *, header_timeout_s: float, max_connections: int) -> type[H11Protocol]:
@@ -52,6 +71,7 @@ class GuardedH11Protocol(H11Protocol):
             "header_timeout_s": header_timeout_s,
             "max_connections": max_connections,
             "busy_response": busy,
+            "refusals": Throttle(),
         }
         return type(cls.__name__, (cls,), attributes)
 
@@ -65,6 +85,12 @@ class GuardedH11Protocol(H11Protocol):
             # Closed at once, not held: the file descriptors of held connections run out.
             self.transport.write(self.busy_response)
             self.transport.close()
+            if refused := self.refusals.count():
+                logger.warning(
+                    "%d connections refused since the last such line: DOPPEL_MAX_CONNECTIONS=%d are open",
+                    refused,
+                    self.max_connections,
+                )
             return
         idle = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
         self.timeout_keep_alive_task = idle
@@ -146,26 +172,20 @@ class BodyRate:
 
 class RefusedAcceptLog:
     """An event-loop exception handler that logs a failing accept (out of file descriptors) in one
-    line once per `interval_s`, with the count since, instead of a traceback per attempt (asyncio
-    retries each accept of its backlog: megabytes a second). Everything else goes to the default."""
+    line per interval, with the count since, instead of a traceback per attempt (asyncio retries
+    each accept of its backlog: megabytes a second). Everything else goes to the default."""
 
-    def __init__(self, interval_s: float = REFUSED_ACCEPT_LOG_INTERVAL_S) -> None:
-        self.interval_s = interval_s
-        self._last_logged = -interval_s
-        self._unlogged = 0
+    def __init__(self) -> None:
+        self._failures = Throttle()
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: Mapping[str, Any]) -> None:
         if context.get("message") != "socket.accept() out of system resource":
             loop.default_exception_handler(dict(context))
             return
-        self._unlogged += 1
-        now = time.monotonic()
-        if now - self._last_logged >= self.interval_s:
+        if failed := self._failures.count():
             logger.error(
                 "cannot accept connections: %s (%d failed accepts since the last such line; "
                 "lower DOPPEL_MAX_CONNECTIONS or raise the open-file limit)",
                 context.get("exception"),
-                self._unlogged,
+                failed,
             )
-            self._last_logged = now
-            self._unlogged = 0
