@@ -122,7 +122,7 @@ def test_decodes_reserve_no_more_memory_than_the_budget() -> None:
             with counting:
                 held += nbytes
                 most = max(most, held)
-            time.sleep(0.01)  # long enough for the others to arrive while this one holds memory
+            time.sleep(0.05)  # long enough for the others to arrive while this one holds memory
             with counting:
                 held -= nbytes
 
