@@ -1,11 +1,12 @@
 """Scratch memory lent to one hash at a time and taken back, instead of allocated afresh.
 
-An array of more than 128 KiB is mapped by glibc straight from the kernel and faulted in page by
-page on first touch, on every call: for the grey copy of a 16-megapixel photo (16 MiB) that cost
-5-15 ms, a third of the hash's own work, and half of a 0.4 ms resize of a 400x400 image. A lent
-buffer has been touched before. Smaller needs come from glibc's heap, whose pages stay mapped, so
-they are not pooled. The buffers kept hold at most `max_kept_bytes` in all: the largest are kept
-first, since they cost the most to fault in.
+An array over glibc's mmap threshold (128 KiB by default, 8 MiB in the server, see
+app/service/memory.py) is mapped straight from the kernel and faulted in page by page on first
+touch, on every call: for the grey copy of a 16-megapixel photo (16 MiB) that cost 5-15 ms, a third
+of the hash's own work, and half of a 0.4 ms resize of a 400x400 image. A lent buffer has been
+touched before. Smaller needs come from glibc's heap, whose pages stay mapped, so they are not
+pooled. The buffers kept hold at most `max_kept_bytes` in all: the largest are kept first, since
+they cost the most to fault in.
 """
 
 import math
