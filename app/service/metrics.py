@@ -46,7 +46,8 @@ class Metrics:
         )
         self.decode_wait_seconds = Histogram(
             "doppel_decode_slot_wait_seconds",
-            "Time an upload waited for a decode slot (DOPPEL_MAX_CONCURRENT_DECODES are decoded at once).",
+            "Time an upload waited for decode memory (DOPPEL_MAX_DECODE_MEMORY) and a decode slot "
+            "(DOPPEL_MAX_CONCURRENT_DECODES).",
             buckets=_HASH_BUCKETS,
             registry=self.registry,
         )
