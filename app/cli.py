@@ -11,7 +11,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.api.connections import GuardedH11Protocol
 from app.config import Settings
 from app.errors import StoreUnavailable
 from app.imaging import HASHING_VERSION
@@ -191,6 +190,7 @@ def serve(settings: Settings) -> int:
     # Imported here: the other commands start faster without the web stack.
     import uvicorn
 
+    from app.api.connections import GuardedH11Protocol
     from app.factory import create_app
     from app.service import build_service
 
