@@ -21,6 +21,7 @@ from app.models import NewImage
 from app.service import duplicates as duplicates_module
 from app.service.groups import groups_of
 from app.service.matching import UNKNOWN_DISTANCE, Matching
+from app.service.memory import DecodeMemory
 from app.service.metrics import Metrics
 from app.service.pairs import DuplicatePairs, PairsStatus
 from app.service.sync import IndexSyncer
@@ -361,6 +362,7 @@ def test_the_pairs_report_their_progress_until_complete() -> None:
         UploadHasher(
             max_pixels=1,
             max_concurrent_decodes=1,
+            memory=DecodeMemory(1),
             hash_seconds=metrics.hash_seconds,
             decode_wait_seconds=metrics.decode_wait_seconds,
         ),
