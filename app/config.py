@@ -56,7 +56,10 @@ class Settings(BaseSettings):
         "restart loads it and reads only the changes since; 0: only at shutdown.",
     )
     max_distance: int = Field(
-        10, ge=0, le=64, description="Default Hamming distance (bits) at or under which images match."
+        10,
+        ge=0,
+        le=64,
+        description="Default dHash distance (bits) at or under which a stored image is a candidate.",
     )
     max_score: float = Field(
         10.0,
@@ -125,9 +128,9 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None,
         min_length=16,
-        description="When set, every endpoint but /health, /health/live, /health/ready and the API docs "
-        "needs `Authorization: Bearer KEY` or "
-        "`X-API-Key: KEY`. Set it whenever the port is reachable beyond localhost.",
+        description="When set, every endpoint but /health, /health/live, /health/ready, the page at / and "
+        "the API docs needs `Authorization: Bearer KEY` or `X-API-Key: KEY`. Set it whenever the port is "
+        "reachable beyond localhost.",
     )
 
     metrics_public: bool = Field(

@@ -22,8 +22,9 @@ from app.service import DoppelService, build_service
 from app.service.memory import return_freed_memory
 
 DESCRIPTION = (
-    "Duplicate-image detection. Each image gets a 64-bit difference hash (dHash); images whose "
-    "hashes differ in at most `max_distance` bits (default 10) are duplicates."
+    "Duplicate-image detection. Each image gets a 64-bit difference hash (dHash) and two more hashes; "
+    "a stored image whose dHash is within `max_distance` bits (default 10) is a candidate, and a match "
+    "when its score, the mean of the three hash distances, is at most DOPPEL_MAX_SCORE (10)."
 )
 # The API docs, served with their scripts and styles from the fastapi-offline package (no CDN).
 DOCS_URL = "/docs"

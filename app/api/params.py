@@ -35,7 +35,8 @@ MaxDistance = Annotated[
     Query(
         ge=0,
         le=64,
-        description="Match at or under this Hamming distance (bits); default DOPPEL_MAX_DISTANCE.",
+        description="Candidates at or under this dHash distance (bits), then judged by their score; "
+        "default DOPPEL_MAX_DISTANCE.",
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many matches.")]
