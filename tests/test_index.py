@@ -420,14 +420,8 @@ def test_searches_during_writes_see_every_write_before_them_and_nothing_torn() -
     assert {key for key, _ in final} == expected
 
 
-def test_writes_during_a_merge_return_at_once_and_are_kept(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """A merge runs in a thread of its own, on the buffer frozen when it started: adds, removes,
-    searches and a save made meanwhile see everything, and nothing is lost when it is swapped in."""
-    monkeypatch.setattr(app.index, "DELTA_MIN", 500)
-    monkeypatch.setattr(app.index, "DELTA_MAX", 1_000)
-    monkeypatch.setattr(app.index, "MIN_INDEXED", 256)
+def hold_merges(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """From now on a merge, once started, waits until the test releases it: (started, release)."""
     started, release = threading.Event(), threading.Event()
     merge = app.index._State.merge
 
@@ -437,6 +431,18 @@ def test_writes_during_a_merge_return_at_once_and_are_kept(
         return merge(self)
 
     monkeypatch.setattr(app.index._State, "merge", held_merge)
+    return started, release
+
+
+def test_writes_during_a_merge_return_at_once_and_are_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A merge runs in a thread of its own, on the buffer frozen when it started: adds, removes,
+    searches and a save made meanwhile see everything, and nothing is lost when it is swapped in."""
+    monkeypatch.setattr(app.index, "DELTA_MIN", 500)
+    monkeypatch.setattr(app.index, "DELTA_MAX", 1_000)
+    monkeypatch.setattr(app.index, "MIN_INDEXED", 256)
+    started, release = hold_merges(monkeypatch)
     rng = np.random.default_rng(13)
     codes = rng.integers(0, 1 << 64, 6_000, dtype=np.uint64)
     codes[1::7] = flipped(rng, np.full(len(codes[1::7]), codes[0]), rng.integers(0, 8, len(codes[1::7])))
@@ -482,15 +488,7 @@ def test_a_loaded_index_answers_while_its_tables_are_built(
     saved.add(keys[30_000:30_500], codes[30_000:30_500])  # in the buffer
     saved.remove(keys[:300:7])
     saved.save(tmp_path / "saved")
-    started, release = threading.Event(), threading.Event()
-    merge = app.index._State.merge
-
-    def held_merge(self: app.index._State) -> tuple[_Tables, _Tables, npt.NDArray[np.int64]]:
-        started.set()
-        assert release.wait(30)
-        return merge(self)
-
-    monkeypatch.setattr(app.index._State, "merge", held_merge)
+    started, release = hold_merges(monkeypatch)
     index = HammingIndex()
     index.load(tmp_path / "saved")
     assert started.wait(30) and index._state.frozen.ordered and not len(index._state.main)
