@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from app.config import Settings
 from app.errors import StoreUnavailable
+from app.image_index import ImageIndex
 from app.imaging import HASHING_VERSION
-from app.index import HammingIndex
 from app.service.memory import DecodeMemory
 from app.service.metrics import Metrics
 from app.service.rehash import FolderFiles, count_older, rehash
@@ -245,7 +245,7 @@ def run_rehash(settings: Settings, originals: Path | None) -> int:
                 )
             return 0
         files = FolderFiles(originals)
-        metrics = Metrics(HammingIndex(), store)  # counted by no one: the command serves no metrics
+        metrics = Metrics(ImageIndex(), store)  # counted by no one: the command serves no metrics
         hasher = UploadHasher(
             max_pixels=settings.max_pixels,
             max_concurrent_decodes=1,

@@ -86,6 +86,11 @@ class FrozenIndex:
 
     def save(self, path: Path) -> None:
         """Write it to `path` (docs/index.md describes the format)."""
+        with open(path, "wb") as out:
+            self.write(out)
+
+    def write(self, out: BinaryIO) -> None:
+        """Write it to an open file, at its current place."""
         state = self._state
         main_codes, main_keys, frozen = state.main.codes, state.main.keys, state.frozen
         if frozen.ordered and not len(state.main):  # loaded, its tables still being built
@@ -95,13 +100,12 @@ class FrozenIndex:
         buffer_keys = np.concatenate([frozen.keys[~gone], state.delta_keys[:size]])
         buffer_codes = np.concatenate([frozen.codes[~gone], state.delta_codes[:size]])
         dead = state.dead[~_member(frozen.members, state.dead)]
-        with open(path, "wb") as out:
-            header = _HEADER.pack(_MAGIC, len(main_keys), len(state.side), len(buffer_keys), dead.size)
-            out.write(header)
-            _write_section(out, main_codes, main_keys)
-            _write_section(out, state.side.codes, state.side.keys)
-            _write_section(out, buffer_codes, buffer_keys)
-            _write_section(out, None, dead)
+        header = _HEADER.pack(_MAGIC, len(main_keys), len(state.side), len(buffer_keys), dead.size)
+        out.write(header)
+        _write_section(out, main_codes, main_keys)
+        _write_section(out, state.side.codes, state.side.keys)
+        _write_section(out, buffer_codes, buffer_keys)
+        _write_section(out, None, dead)
 
 
 class HammingIndex:
@@ -188,29 +192,16 @@ class HammingIndex:
         from the very arrays read (sorted as saved), so the load needs no memory beside the index.
         """
         with open(path, "rb") as source:
-            header = source.read(_HEADER.size)
-            if len(header) != _HEADER.size or not header.startswith(_MAGIC):
-                raise ValueError(f"{path} does not hold a saved HammingIndex")
-            _, main_size, side_size, delta_size, dead_size = _HEADER.unpack(header)
-            main_codes, main_keys = _read_sorted(source, path, main_size)
-            side_codes, side_keys = _read_sorted(source, path, side_size)
-            delta_codes, delta_keys = _read_section(source, path, delta_size, with_codes=True)
-            _, dead = _read_section(source, path, dead_size, with_codes=False)
+            state = _read_state(source, path)
             if source.read(1):
                 raise ValueError(f"{path}: unexpected bytes after the index")
-        members = main_keys.copy()
-        members.sort()
-        dead = dead.astype(np.int64)
-        if dead.size and (
-            np.any(dead[1:] <= dead[:-1]) or not np.all(_member(members, dead) | np.isin(dead, side_keys))
-        ):
-            raise ValueError(f"{path}: its removed keys are not keys of the index")
-        frozen = _Frozen(main_keys, main_codes, members, ordered=True)
-        side = _Tables.from_sorted(side_codes, side_keys)  # at most a sixteenth of the main
-        delta_keys = delta_keys.astype(np.int64)
-        ascending = bool(np.all(delta_keys[1:] > delta_keys[:-1]))
-        state = _State(_EMPTY, side, frozen, dead, delta_keys, delta_codes, delta_size, ascending)
-        del main_codes, main_keys, members, frozen, side
+        self._install(state)
+
+    def read(self, source: BinaryIO, path: Path) -> None:
+        """`load` from an open file, at its current place (`path` names it in errors)."""
+        self._install(_read_state(source, path))
+
+    def _install(self, state: "_State") -> None:
         with self._writer:
             while self._merging:  # one merge at a time: the one running is for the state replaced
                 self._merged.wait()
@@ -892,3 +883,29 @@ def _malloc_trim() -> Any:
 
 
 _MALLOC_TRIM = _malloc_trim()
+
+
+def _read_state(source: BinaryIO, path: Path) -> _State:
+    """A saved index's state, read from an open file at its current place; ValueError if it is not
+    one (`path` names it in the message)."""
+    header = source.read(_HEADER.size)
+    if len(header) != _HEADER.size or not header.startswith(_MAGIC):
+        raise ValueError(f"{path} does not hold a saved HammingIndex")
+    _, main_size, side_size, delta_size, dead_size = _HEADER.unpack(header)
+    main_codes, main_keys = _read_sorted(source, path, main_size)
+    side_codes, side_keys = _read_sorted(source, path, side_size)
+    delta_codes, delta_keys = _read_section(source, path, delta_size, with_codes=True)
+    _, dead = _read_section(source, path, dead_size, with_codes=False)
+    members = main_keys.copy()
+    members.sort()
+    dead = dead.astype(np.int64)
+    if dead.size and (
+        np.any(dead[1:] <= dead[:-1]) or not np.all(_member(members, dead) | np.isin(dead, side_keys))
+    ):
+        raise ValueError(f"{path}: its removed keys are not keys of the index")
+    frozen = _Frozen(main_keys, main_codes, members, ordered=True)
+    side = _Tables.from_sorted(side_codes, side_keys)  # at most a sixteenth of the main
+    delta_keys = delta_keys.astype(np.int64)
+    ascending = bool(np.all(delta_keys[1:] > delta_keys[:-1]))
+    state = _State(_EMPTY, side, frozen, dead, delta_keys, delta_codes, delta_size, ascending)
+    return state

@@ -20,6 +20,10 @@ class NewImage:
     # None when not known (an item of a hash-only batch that did not give it)
     dhash_vertical: int | None = None  # orientation variants of a stored image need it
     dct_hash: int | None = None  # confirms dHash candidates
+    # The hashes of the picture's centre (app/imaging CENTRE): all three, or none when not known
+    centre_dhash: int | None = None
+    centre_vertical: int | None = None
+    centre_dct: int | None = None
     sha256: str | None = None  # hex digest of the uploaded file's bytes
     # The version of Doppel's hashing (app/imaging HASHING_VERSION) the hashes come from, or are
     # comparable with (a hash-only batch)
@@ -41,6 +45,9 @@ class ImageRecord:
     metadata: Metadata
     dhash_vertical: int | None = None
     dct_hash: int | None = None
+    centre_dhash: int | None = None
+    centre_vertical: int | None = None
+    centre_dct: int | None = None
     sha256: str | None = None
     hashing_version: int = field(kw_only=True)
 

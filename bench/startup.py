@@ -40,8 +40,8 @@ import numpy as np
 from support import DEFAULT_POSTGRES_URL, REPO, Server, doppel, fresh_postgres, spread, stop_on_sigterm
 
 sys.path.insert(0, str(REPO))
+from app.image_index import ImageIndex  # noqa: E402
 from app.imaging import HASHING_VERSION
-from app.index import HammingIndex  # noqa: E402
 from app.models import NewImage  # noqa: E402
 from app.service.sync import REBUILD_BATCH  # noqa: E402
 from app.store import ImageStore, SQLiteImageStore  # noqa: E402
@@ -203,12 +203,12 @@ def started(store: Store, timeout_s: float, starts: Starts, kind: str, *, snapsh
 def parts(store: Store) -> str:
     """A start's parts timed in this process: read every hash, add them to an index, save and load."""
     head = store.store.head()
-    index = HammingIndex()
+    index = ImageIndex()
     read = add = 0.0
     start = time.perf_counter()
-    for keys, hashes in store.store.iter_hashes(REBUILD_BATCH, upto=head):
+    for batch in store.store.iter_hashes(REBUILD_BATCH, upto=head):
         got = time.perf_counter()
-        index.add(keys, hashes)
+        index.add(batch)
         done = time.perf_counter()
         read, add = read + got - start, add + done - got
         start = done
@@ -216,7 +216,7 @@ def parts(store: Store) -> str:
         path = Path(folder) / "index.faiss"
         index.save(path)
         start = time.perf_counter()
-        HammingIndex().load(path)
+        ImageIndex().load(path)
         load = time.perf_counter() - start
     return (
         f"read every hash (iter_hashes) {read:.2f} s, add them to an index {add:.2f} s, "

@@ -22,8 +22,8 @@ from pathlib import Path
 from support import REPO, shared_images
 
 sys.path.insert(0, str(REPO))
+from app.image_index import ImageIndex  # noqa: E402
 from app.imaging import HASHING_VERSION  # noqa: E402
-from app.index import HammingIndex  # noqa: E402
 from app.models import NewImage  # noqa: E402
 from app.service.memory import DecodeMemory  # noqa: E402
 from app.service.metrics import Metrics  # noqa: E402
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="hashes of each image per setting (default 3)")
     args = parser.parse_args()
     files = [path.read_bytes() for path in shared_images(args.folder)]
-    metrics = Metrics(HammingIndex(), MemoryImageStore())
+    metrics = Metrics(ImageIndex(), MemoryImageStore())
     hashers = {
         on: UploadHasher(
             max_pixels=100_000_000,

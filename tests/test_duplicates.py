@@ -15,8 +15,8 @@ from PIL import Image
 
 from app.config import Settings
 from app.factory import create_app
+from app.image_index import ImageIndex
 from app.imaging import hamming, parse_hash_hex
-from app.index import HammingIndex
 from app.models import NewImage
 from app.service import duplicates as duplicates_module
 from app.service.groups import groups_of
@@ -353,7 +353,7 @@ def test_the_pairs_report_their_progress_until_complete() -> None:
                 for i in items
             ]
         )
-    index = HammingIndex()
+    index = ImageIndex()
     syncer = IndexSyncer(store, index, interval_s=0.05)
     metrics = Metrics(index, store)
     matching = Matching(

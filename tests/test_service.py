@@ -7,7 +7,7 @@ import pytest
 
 from app.config import Settings
 from app.imaging import HASHING_VERSION
-from app.imaging.hashing import Signature, hamming
+from app.imaging.hashing import Parts, Signature, hamming
 from app.models import NewImage, Orientation
 from app.service import DoppelService, build_service
 from app.service.matching import RESOLVE_CHUNK, Query, SearchOptions
@@ -74,8 +74,8 @@ def test_the_variant_that_scores_best_is_the_match() -> None:
         )
     service.start()
     try:
-        agreeing = Signature(0b1111111, 0, 0)  # 7 bits of dHash away, the others equal: a score of 7/3
-        refuted = Signature(1, (1 << 30) - 1, (1 << 30) - 1)  # 1 bit away, the others 30: 61/3
+        agreeing = Parts(Signature(0b1111111, 0, 0))  # 7 bits of dHash away, the others equal: a score of 7/3
+        refuted = Parts(Signature(1, (1 << 30) - 1, (1 << 30) - 1))  # 1 bit away, the others 30: 61/3
         query = Query({Orientation.ORIGINAL: agreeing, Orientation.FLIP_HORIZONTAL: refuted}, sha256=None)
         options = SearchOptions(all_orientations=True)
         [match] = service.matching.find(query, options)

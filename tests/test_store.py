@@ -16,6 +16,7 @@ from app.imaging import HASHING_VERSION
 from app.models import ImageRecord, NewImage
 from app.store import ImageStore, MemoryImageStore, SQLiteImageStore
 from app.store import postgres as postgres_store
+from app.store.base import StoredHashes
 from app.store.postgres import PostgresImageStore
 
 HANG = 60  # seconds: only to stop a hung run, never a limit on how fast something must be
@@ -23,6 +24,20 @@ HANG = 60  # seconds: only to stop a hung run, never a limit on how fast somethi
 
 def image(image_id: str, dhash: int = 1, **fields: object) -> NewImage:
     return NewImage(id=image_id, dhash=dhash, width=10, height=20, hashing_version=HASHING_VERSION, **fields)  # type: ignore[arg-type]
+
+
+def centred(image_id: str, dhash: int = 1, centre: int = 2) -> NewImage:
+    """An image with its centre's hashes, as one hashed from pixels has."""
+    return image(image_id, dhash, centre_dhash=centre, centre_vertical=3, centre_dct=4)
+
+
+def assert_types(hashes: StoredHashes) -> None:
+    assert hashes.keys.dtype == np.int64 and hashes.hashes.dtype == np.uint64
+    assert hashes.centre_keys.dtype == np.int64 and hashes.centre_hashes.dtype == np.uint64
+
+
+def centres(hashes: StoredHashes) -> list[tuple[int, int]]:
+    return list(zip(hashes.centre_keys.tolist(), hashes.centre_hashes.tolist(), strict=True))
 
 
 def add(store: ImageStore, *images: NewImage) -> list[ImageRecord]:
@@ -233,20 +248,33 @@ def test_page_walks_ids_in_bytewise_order(store: ImageStore) -> None:
 
 
 def test_iter_hashes_yields_every_key_and_hash_in_batches(store: ImageStore) -> None:
-    records = add(store, *[image(f"i{n}", dhash=(n * 0x9E3779B97F4A7C15) % (1 << 64)) for n in range(25)])
+    images = []
+    for n in range(25):
+        whole = (n * 0x9E3779B97F4A7C15) % (1 << 64)
+        # every third with a centre, the centres' hashes over 2^63 as well as under
+        centre = (n * 0xC2B2AE3D27D4EB4F) % (1 << 64)
+        images.append(centred(f"i{n}", whole, centre) if n % 3 == 0 else image(f"i{n}", whole))
+    records = add(store, *images)
     batches = list(store.iter_hashes(10, upto=store.head()))
-    assert [len(keys) for keys, _ in batches] == [10, 10, 5]
-    assert all(keys.dtype == np.int64 and hashes.dtype == np.uint64 for keys, hashes in batches)
-    pairs = [(int(k), int(h)) for keys, hashes in batches for k, h in zip(keys, hashes, strict=True)]
+    assert [len(batch.keys) for batch in batches] == [10, 10, 5]
+    assert all(len(batch.hashes) == len(batch.keys) for batch in batches)
+    for batch in batches:
+        assert_types(batch)
+        assert set(batch.centre_keys.tolist()) <= set(batch.keys.tolist())  # in their images' batch
+    pairs = [(int(k), int(h)) for batch in batches for k, h in zip(batch.keys, batch.hashes, strict=True)]
     assert pairs == [(r.key, r.dhash) for r in records]
+    expected_centres = [(r.key, r.centre_dhash) for r in records if r.centre_dhash is not None]
+    assert [pair for batch in batches for pair in centres(batch)] == expected_centres
+    assert len(expected_centres) == 9 and any(c >= 1 << 63 for _, c in expected_centres)
 
 
 def test_iter_hashes_leaves_out_keys_after_upto(store: ImageStore) -> None:
-    first = add(store, image("a"), image("b"))
+    first = add(store, centred("a"), image("b"))
     upto = store.head()
-    add(store, image("c"))
-    keys = [int(k) for batch, _ in store.iter_hashes(1, upto=upto) for k in batch]
-    assert keys == [r.key for r in first]
+    add(store, centred("c"))
+    batches = list(store.iter_hashes(1, upto=upto))
+    assert [int(k) for batch in batches for k in batch.keys] == [r.key for r in first]
+    assert [pair for batch in batches for pair in centres(batch)] == [(first[0].key, 2)]
     assert list(store.iter_hashes(10, upto=0)) == []
 
 
@@ -284,48 +312,59 @@ def test_replace_advances_head_by_two_and_a_first_replace_by_one(store: ImageSto
 
 
 def test_changes_returns_adds_and_tombstones_in_a_window_and_respects_upto(store: ImageStore) -> None:
-    a, b = add(store, image("a", dhash=(1 << 64) - 3), image("b", dhash=7))  # positions 1, 2
+    a, b = add(store, centred("a", dhash=(1 << 64) - 3), image("b", dhash=7))  # positions 1, 2
     delete(store, "a")  # 3: removes key 1
-    (c,) = add(store, image("c", dhash=9))  # 4
+    (c,) = add(store, centred("c", dhash=9, centre=(1 << 64) - 5))  # 4
     delete(store, "b")  # 5: removes key 2
 
     changes = store.changes(0, 5)
-    assert changes.added_keys.dtype == np.int64 and changes.added_hashes.dtype == np.uint64
+    assert_types(changes.added)
     assert changes.removed_keys.dtype == np.int64
-    assert changes.added_keys.tolist() == [c.key]  # a and b are deleted: their rows are gone
-    assert changes.added_hashes.tolist() == [9]
+    assert changes.added.keys.tolist() == [c.key]  # a and b are deleted: their rows are gone
+    assert changes.added.hashes.tolist() == [9]
+    assert centres(changes.added) == [(c.key, (1 << 64) - 5)]
     assert sorted(changes.removed_keys.tolist()) == [a.key, b.key]
 
     window = store.changes(1, 4)
-    assert window.added_keys.tolist() == [c.key]
+    assert window.added.keys.tolist() == [c.key]
+    assert centres(window.added) == [(c.key, (1 << 64) - 5)]
     assert window.removed_keys.tolist() == [a.key]
 
     early = store.changes(0, 2)  # upto leaves out the later tombstones and the later image
-    assert early.added_keys.tolist() == []
+    assert early.added.keys.tolist() == []
+    assert centres(early.added) == []
     assert early.removed_keys.tolist() == []
-    assert store.changes(5, 5).added_keys.tolist() == []
+    last = store.changes(5, 5)
+    assert last.added.keys.tolist() == [] and centres(last.added) == []
+    assert_types(last.added)
 
 
 def test_changes_up_to_a_position_leave_out_later_images(store: ImageStore) -> None:
     (a,) = add(store, image("a", dhash=(1 << 64) - 1))
-    add(store, image("b"))
+    (b,) = add(store, centred("b", centre=(1 << 64) - 1))
     changes = store.changes(0, 1)
-    assert changes.added_keys.tolist() == [a.key]
-    assert changes.added_hashes.tolist() == [(1 << 64) - 1]
+    assert changes.added.keys.tolist() == [a.key]
+    assert changes.added.hashes.tolist() == [(1 << 64) - 1]
+    assert centres(changes.added) == []  # a has no centre, and b's comes later
     assert changes.removed_keys.tolist() == []
+    both = store.changes(0, 2)
+    assert both.added.keys.tolist() == [a.key, b.key]
+    assert centres(both.added) == [(b.key, (1 << 64) - 1)]  # only the image with a centre
 
 
 def test_an_image_added_and_deleted_in_one_window_is_removed(store: ImageStore) -> None:
-    (kept,) = add(store, image("kept"))
+    (kept,) = add(store, centred("kept"))
     with store.writing() as tx:
-        (gone,) = tx.add([image("gone")])
+        (gone,) = tx.add([centred("gone")])
         tx.delete("gone")
     changes = store.changes(0, store.head())
     assert gone.key in changes.removed_keys.tolist()
     # Apply as the Changes docstring says: additions first, then removals. Whether or not its row
     # was read, the image is gone afterwards.
-    applied = set(changes.added_keys.tolist()) - set(changes.removed_keys.tolist())
+    applied = set(changes.added.keys.tolist()) - set(changes.removed_keys.tolist())
     assert applied == {kept.key}
+    applied_centres = set(changes.added.centre_keys.tolist()) - set(changes.removed_keys.tolist())
+    assert applied_centres == {kept.key}
 
 
 def test_a_block_that_raises_stores_nothing_and_leaves_head_unchanged(store: ImageStore) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from app.config import Settings
 from app.errors import StoreUnavailable
+from app.image_index import ImageIndex
 from app.imaging import HASHING_VERSION
 from app.imaging.hashing import Signature
 from app.index import HammingIndex
@@ -40,6 +41,19 @@ def write(settings: Settings, images: dict[str, int]) -> None:
             ]
         )
     store.close()
+
+
+def centred(image_id: str, *, dhash: int, centre: int) -> NewImage:
+    return NewImage(
+        id=image_id,
+        dhash=dhash,
+        width=None,
+        height=None,
+        centre_dhash=centre,
+        centre_vertical=centre,
+        centre_dct=centre,
+        hashing_version=HASHING_VERSION,
+    )
 
 
 def finds(service: DoppelService, image_id: str, dhash: int) -> bool:
@@ -167,7 +181,7 @@ def test_writes_of_another_process_reach_the_index(settings: Settings, started: 
 
 def test_the_lag_grows_while_the_store_is_away(monkeypatch: pytest.MonkeyPatch) -> None:
     store = MemoryImageStore()
-    syncer = IndexSyncer(store, HammingIndex(), interval_s=0.01)
+    syncer = IndexSyncer(store, ImageIndex(), interval_s=0.01)
     syncer.start()
     try:
         status = syncer.status()
@@ -217,19 +231,13 @@ def test_the_index_follows_the_store_while_a_snapshot_is_written(
 
     monkeypatch.setattr(Snapshots, "save", slow_save)
     with store.writing() as transaction:
-        transaction.add(
-            [NewImage(id="first", dhash=1, width=None, height=None, hashing_version=HASHING_VERSION)]
-        )
-    syncer = IndexSyncer(
-        store, HammingIndex(), interval_s=0.01, snapshots=snapshots, snapshot_interval_s=0.01
-    )
+        (first,) = transaction.add([centred("first", dhash=1, centre=3)])
+    syncer = IndexSyncer(store, ImageIndex(), interval_s=0.01, snapshots=snapshots, snapshot_interval_s=0.01)
     syncer.start()
     try:
         assert writing.wait(30)
         with store.writing() as transaction:
-            transaction.add(
-                [NewImage(id="later", dhash=2, width=None, height=None, hashing_version=HASHING_VERSION)]
-            )
+            (later,) = transaction.add([centred("later", dhash=2, centre=4)])
             position = transaction.position
         assert syncer.wait_for(position, timeout_s=30)
     finally:
@@ -237,6 +245,11 @@ def test_the_index_follows_the_store_while_a_snapshot_is_written(
         syncer.stop()
     latest = snapshots.latest(at_most=position)
     assert latest is not None and latest[1] == position
-    loaded = HammingIndex()
+    loaded = ImageIndex()
     loaded.load(latest[0])
     assert len(loaded) == 2
+    # both indexes, the whole pictures' and the centres'
+    assert loaded.search([1, 2], [3, 4], max_distance=0) == (
+        [[(first.key, 0)], [(later.key, 0)]],
+        [[(first.key, 0)], [(later.key, 0)]],
+    )

@@ -5,6 +5,7 @@ rest of the service is `hash_image_bytes`, with the hash values and helpers belo
 from app.imaging.hashing import (
     HASHING_VERSION,
     ImageHashes,
+    Parts,
     Signature,
     hamming,
     has_transparency,
@@ -13,12 +14,13 @@ from app.imaging.hashing import (
     on_white,
     parse_hash_hex,
 )
-from app.imaging.orientation import variants_of_hashes, variants_of_image
+from app.imaging.orientation import variants_of_hashes, variants_of_image, variants_of_stored
 from app.imaging.thumbnail import thumbnail_webp
 
 __all__ = [
     "HASHING_VERSION",
     "ImageHashes",
+    "Parts",
     "Signature",
     "hamming",
     "has_transparency",
@@ -29,4 +31,5 @@ __all__ = [
     "thumbnail_webp",
     "variants_of_hashes",
     "variants_of_image",
+    "variants_of_stored",
 ]

@@ -34,8 +34,8 @@ Image.MAX_IMAGE_PIXELS = None
 # The version of the hashing below. Raise it with any change that moves stored hashes (a new
 # decode, resize or crop): every record keeps the version it was hashed with, so that records hashed
 # before are counted and can be re-hashed (`python main.py rehash`, docs/accuracy.md). 2: uniform
-# borders are trimmed before hashing.
-HASHING_VERSION = 2
+# borders are trimmed before hashing. 3: the centre of the picture is hashed too.
+HASHING_VERSION = 3
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 # JPEG can decode at 1/2, 1/4 or 1/8 scale. Asking for at least this many pixels on each side
 # keeps the 9x8 Lanczos result within a few bits of a full decode (measured on real photos).
@@ -47,6 +47,18 @@ _JPEG_DC_ONLY_SIDE = 8 * JPEG_DRAFT_SIDE
 # side, so a tiny file of 1 x 100,000,000 pixels (within the pixel limit) would need 20 GB.
 MAX_SIDE = 65_535
 DCT_SIDE = 32  # as imagehash.phash: 8 x its high-frequency factor 4
+# Parts of the picture hashed besides the whole, as (top, bottom, left, right) shares of its sides.
+# The centre, kept with every image: captions, logos and meme text along the edges fall outside it.
+CENTRE = (0.1, 0.9, 0.1, 0.9)
+# Windows of a searched picture compared with stored centres: a copy cropped by up to about 10%,
+# centred or not, still holds the original's centre, at about one of these places (8/9 of each
+# side, in a corner or in the middle: 1/18 of a side at most from where it lies).
+_WINDOW = 8 / 9
+_WINDOW_STARTS = ((0.0, 0.0), (0.0, 1 / 9), (1 / 9, 0.0), (1 / 9, 1 / 9), (1 / 18, 1 / 18))
+WINDOWS = tuple((top, top + _WINDOW, left, left + _WINDOW) for top, left in _WINDOW_STARTS)
+# Parts are hashed from the picture shrunk (box filter) to a shorter side of at least this: the
+# 9x8 grid of a part is as stable from it as from the full size, at a fraction of the time.
+PART_SIDE = 128
 # Rows k < 8 of the DCT-II matrix of size 32 (scipy's type 2, unnormalised): 2 cos(pi k (2n+1) / 64).
 _DCT_LOW = 2 * np.cos(np.pi * np.outer(np.arange(8), 2 * np.arange(DCT_SIDE) + 1) / (2 * DCT_SIDE))
 _DCT_LOW.flags.writeable = False
@@ -125,35 +137,60 @@ class Signature:
 
 
 @dataclass(frozen=True, slots=True)
-class ImageHashes:
-    """The hashes of one image, plus the tiny grey images and coefficients they come from.
+class Parts:
+    """What a search compares: the whole picture's hashes, its centre's (None where not known), and
+    for a searched picture its windows' (`WINDOWS`)."""
 
-    `wide` is the image resized to 9x8 (rows x cols = 8x9), `tall` to 8x9 (9x8), `dct_low` the
-    8x8 lowest frequencies of its 32x32 DCT. Every flip and quarter turn of the image hashes from
-    these, so orientation variants need no new decode.
-    """
+    whole: Signature
+    centre: Signature | None = None
+    windows: tuple[Signature, ...] = ()
 
-    width: int
-    height: int
+
+@dataclass(frozen=True, slots=True)
+class Grids:
+    """The tiny grey images and coefficients one picture's (or part's) hashes come from: `wide` is
+    it resized to 9x8 (rows x cols = 8x9), `tall` to 8x9 (9x8), `dct_low` the 8x8 lowest
+    frequencies of its 32x32 DCT. Every flip and quarter turn hashes from these, so orientation
+    variants need no new decode."""
+
     wide: np.ndarray
     tall: np.ndarray
     dct_low: np.ndarray
 
     @property
+    def signature(self) -> Signature:
+        return Signature(horizontal_bits(self.wide), vertical_bits(self.tall), dct_bits(self.dct_low))
+
+
+@dataclass(frozen=True, slots=True)
+class ImageHashes:
+    """The hashes of one image: of the whole picture, of its `CENTRE`, and of its `WINDOWS`."""
+
+    width: int
+    height: int
+    whole: Grids
+    centre: Grids
+    windows: tuple[Grids, ...]
+
+    @property
     def dhash(self) -> int:
-        return horizontal_bits(self.wide)
+        return horizontal_bits(self.whole.wide)
 
     @property
     def dhash_vertical(self) -> int:
-        return vertical_bits(self.tall)
+        return vertical_bits(self.whole.tall)
 
     @property
     def dct_hash(self) -> int:
-        return dct_bits(self.dct_low)
+        return dct_bits(self.whole.dct_low)
 
     @property
     def signature(self) -> Signature:
-        return Signature(self.dhash, self.dhash_vertical, self.dct_hash)
+        return self.whole.signature
+
+    @property
+    def parts(self) -> Parts:
+        return Parts(self.signature, self.centre.signature, tuple(w.signature for w in self.windows))
 
 
 def horizontal_bits(wide: np.ndarray) -> int:
@@ -260,9 +297,34 @@ def _decoded_hashes(image: Image.Image, data: bytes) -> ImageHashes:
     width, height = _turned(size, orientation)
     with lent_grey(displayed) as grey:
         top, bottom, left, right = content_box(grey)
-        # One pass over the pixels for the three grids.
-        wide, tall, square = lanczos_grids(grey[top:bottom, left:right], (WIDE, TALL, (DCT_SIDE, DCT_SIDE)))
-    return ImageHashes(width=width, height=height, wide=wide, tall=tall, dct_low=low_frequencies(square))
+        picture = grey[top:bottom, left:right]
+        whole = grids_of(picture)
+        shrink = min(picture.shape) // PART_SIDE
+        small = np.asarray(Image.fromarray(picture).reduce(shrink)) if shrink >= 2 else picture
+        return ImageHashes(
+            width=width,
+            height=height,
+            whole=whole,
+            centre=grids_of(part_of(small, CENTRE)),
+            windows=tuple(grids_of(part_of(small, window)) for window in WINDOWS),
+        )
+
+
+def grids_of(grey: np.ndarray) -> Grids:
+    """The three grids of a grey image, in one pass over its pixels."""
+    wide, tall, square = lanczos_grids(grey, (WIDE, TALL, (DCT_SIDE, DCT_SIDE)))
+    return Grids(wide, tall, low_frequencies(square))
+
+
+def part_of(grey: np.ndarray, shares: tuple[float, float, float, float]) -> np.ndarray:
+    """The part of a grey image within (top, bottom, left, right) shares of its sides; at least
+    one pixel each way."""
+    height, width = grey.shape
+    top, left = round(shares[0] * height), round(shares[2] * width)
+    return grey[
+        min(top, height - 1) : max(top + 1, round(shares[1] * height)),
+        min(left, width - 1) : max(left + 1, round(shares[3] * width)),
+    ]
 
 
 def decode_for_hashing(image: Image.Image, data: bytes) -> Image.Image:

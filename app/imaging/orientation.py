@@ -14,7 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.imaging.hashing import ImageHashes, Signature, dct_bits, horizontal_bits, pack_bits, vertical_bits
+from app.imaging.hashing import (
+    Grids,
+    ImageHashes,
+    Parts,
+    Signature,
+    dct_bits,
+    horizontal_bits,
+    pack_bits,
+    vertical_bits,
+)
 from app.models import Orientation
 
 
@@ -42,19 +51,37 @@ _ODD = np.arange(8) % 2 == 1
 _SIGN = np.where(_ODD, -1.0, 1.0)
 
 
-def variants_of_image(hashes: ImageHashes) -> dict[Orientation, Signature]:
-    """The hashes of the image turned back from each orientation, ORIGINAL first."""
-    result = {}
-    for orientation, undo in _UNDO.items():
-        wide, tall, dct = hashes.wide, hashes.tall, hashes.dct_low
-        if undo.transpose:
-            wide, tall, dct = tall.T, wide.T, dct.T
-        if undo.flip_lr:
-            wide, tall, dct = wide[:, ::-1], tall[:, ::-1], dct * _SIGN[np.newaxis, :]
-        if undo.flip_ud:
-            wide, tall, dct = wide[::-1, :], tall[::-1, :], dct * _SIGN[:, np.newaxis]
-        result[orientation] = Signature(horizontal_bits(wide), vertical_bits(tall), dct_bits(dct))
-    return result
+def variants_of_image(hashes: ImageHashes) -> dict[Orientation, Parts]:
+    """The hashes of the image turned back from each orientation, ORIGINAL first. The windows are
+    placed symmetrically, so each turned window is a window of the turned image."""
+    return {
+        orientation: Parts(
+            _turned(hashes.whole, undo),
+            _turned(hashes.centre, undo),
+            tuple(_turned(window, undo) for window in hashes.windows),
+        )
+        for orientation, undo in _UNDO.items()
+    }
+
+
+def variants_of_stored(whole: Signature, centre: Signature | None) -> dict[Orientation, Parts]:
+    """The variants of a stored image's hashes (`variants_of_hashes`, for the whole and the centre)."""
+    centres = {} if centre is None else variants_of_hashes(centre.dhash, centre.vertical, centre.dct)
+    return {
+        orientation: Parts(signature, centres.get(orientation))
+        for orientation, signature in variants_of_hashes(whole.dhash, whole.vertical, whole.dct).items()
+    }
+
+
+def _turned(grids: Grids, undo: _Undo) -> Signature:
+    wide, tall, dct = grids.wide, grids.tall, grids.dct_low
+    if undo.transpose:
+        wide, tall, dct = tall.T, wide.T, dct.T
+    if undo.flip_lr:
+        wide, tall, dct = wide[:, ::-1], tall[:, ::-1], dct * _SIGN[np.newaxis, :]
+    if undo.flip_ud:
+        wide, tall, dct = wide[::-1, :], tall[::-1, :], dct * _SIGN[:, np.newaxis]
+    return Signature(horizontal_bits(wide), vertical_bits(tall), dct_bits(dct))
 
 
 def variants_of_hashes(dhash: int, vertical: int | None, dct: int | None) -> dict[Orientation, Signature]:

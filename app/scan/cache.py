@@ -21,6 +21,7 @@ class FileHashes:
     dhash: int
     vertical: int
     dct: int
+    centre: tuple[int, int, int]  # the centre's dHash, vertical dHash and DCT hash
     sha256: str
     width: int
     height: int
@@ -46,12 +47,13 @@ class HashCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Another scan may write at once: wait for its lock rather than fail.
         self._db = sqlite3.connect(path, timeout=30)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
-            " version INTEGER, dhash TEXT, vertical TEXT, dct TEXT, sha256 TEXT, width INTEGER,"
-            " height INTEGER, format TEXT, skipped TEXT)"
-        )
-        self._db.commit()
+        with self._db:
+            self._db.execute("DROP TABLE IF EXISTS files")  # of scans before the centres were hashed
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS scanned (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
+                " version INTEGER, hashes TEXT, sha256 TEXT, width INTEGER, height INTEGER, format TEXT,"
+                " skipped TEXT)"
+            )
 
     def get(self, files: list[tuple[str, int, int]]) -> dict[str, Outcome]:
         """The cached outcome of each (absolute path, size, mtime_ns) still as it was."""
@@ -61,24 +63,18 @@ class HashCache:
         for start in range(0, len(paths), _CHUNK):
             chunk = paths[start : start + _CHUNK]
             rows = self._db.execute(
-                f"SELECT * FROM files WHERE version = ? AND path IN ({','.join('?' * len(chunk))})",
+                f"SELECT * FROM scanned WHERE version = ? AND path IN ({','.join('?' * len(chunk))})",
                 [CACHE_VERSION, *chunk],
             )
-            for path, size, mtime_ns, _, dhash, vertical, dct, sha256, width, height, fmt, skipped in rows:
+            for path, size, mtime_ns, _, hashes, sha256, width, height, fmt, skipped in rows:
                 if wanted[path] != (size, mtime_ns):
                     continue
-                found[path] = (
-                    skipped
-                    if skipped is not None
-                    else FileHashes(
-                        parse_hash_hex(dhash),
-                        parse_hash_hex(vertical),
-                        parse_hash_hex(dct),
-                        sha256,
-                        width,
-                        height,
-                        fmt,
-                    )
+                if skipped is not None:
+                    found[path] = skipped
+                    continue
+                dhash, vertical, dct, *centre = (parse_hash_hex(value) for value in hashes.split())
+                found[path] = FileHashes(
+                    dhash, vertical, dct, (centre[0], centre[1], centre[2]), sha256, width, height, fmt
                 )
         return found
 
@@ -87,17 +83,17 @@ class HashCache:
         rows = []
         for path, size, mtime_ns, outcome in entries:
             if isinstance(outcome, str):
-                rows.append((path, size, mtime_ns, CACHE_VERSION, *([None] * 7), outcome))
+                rows.append((path, size, mtime_ns, CACHE_VERSION, *([None] * 5), outcome))
             else:
                 o = outcome
-                hashes = (hash_hex(o.dhash), hash_hex(o.vertical), hash_hex(o.dct))
+                hashes = " ".join(hash_hex(value) for value in (o.dhash, o.vertical, o.dct, *o.centre))
                 rows.append(
                     (
                         path,
                         size,
                         mtime_ns,
                         CACHE_VERSION,
-                        *hashes,
+                        hashes,
                         o.sha256,
                         o.width,
                         o.height,
@@ -106,7 +102,7 @@ class HashCache:
                     )
                 )
         with self._db:
-            self._db.executemany(f"INSERT OR REPLACE INTO files VALUES ({','.join('?' * 12)})", rows)
+            self._db.executemany(f"INSERT OR REPLACE INTO scanned VALUES ({','.join('?' * 10)})", rows)
 
     def close(self) -> None:
         self._db.close()

@@ -142,10 +142,12 @@ def hash_file(path: str, max_pixels: int) -> Outcome:
         return exc.detail
     except Exception as exc:  # a decoder's fault on one strange file
         return f"could not be decoded: {exc}"
+    centre = hashes.centre.signature
     return FileHashes(
         hashes.dhash,
         hashes.dhash_vertical,
         hashes.dct_hash,
+        (centre.dhash, centre.vertical or 0, centre.dct or 0),
         hashlib.sha256(data).hexdigest(),
         hashes.width,
         hashes.height,
@@ -229,6 +231,9 @@ def _new_image(n: int, hashes: FileHashes) -> NewImage:
         height=hashes.height,
         dhash_vertical=hashes.vertical,
         dct_hash=hashes.dct,
+        centre_dhash=hashes.centre[0],
+        centre_vertical=hashes.centre[1],
+        centre_dct=hashes.centre[2],
         sha256=hashes.sha256,
         hashing_version=HASHING_VERSION,
     )

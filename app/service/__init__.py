@@ -5,8 +5,8 @@ import logging
 
 from app.config import Settings
 from app.errors import ImageNotFound, NoThumbnail
+from app.image_index import ImageIndex
 from app.imaging import HASHING_VERSION
-from app.index import HammingIndex
 from app.models import ImageRecord, Page
 from app.service.duplicates import Duplicates
 from app.service.ingest import Ingest
@@ -111,7 +111,7 @@ def build_service(settings: Settings, store: ImageStore | None = None) -> Doppel
     if store is None:
         store = open_store(settings)
         snapshots = Snapshots(settings.data_dir / "snapshots", store.identity)
-    index = HammingIndex()
+    index = ImageIndex()
     syncer = IndexSyncer(
         store,
         index,

@@ -99,8 +99,11 @@ class Duplicates:
             kept = [
                 pair
                 for pair in self.pairs.current(PAIRS_WAIT_S)
-                if pair.distance <= threshold
-                and (not options.confirm or self.matching.accepts(pair.score, exact=pair.exact))
+                if (
+                    pair.reach <= threshold and self.matching.accepts(pair.score, exact=pair.exact)
+                    if options.confirm
+                    else pair.distance <= threshold
+                )
             ]
             return kept, status.complete, status.progress
         return self._pairs_on_demand(threshold, options), True, 1.0
@@ -126,7 +129,15 @@ class Duplicates:
                 for match in self.matching.matches_of(record, options=search):
                     a, b = sorted((record, match.record), key=lambda r: r.key)
                     pair = Pair(
-                        a.key, b.key, a.id, b.id, match.distance, match.dct_distance, match.exact, match.score
+                        a.key,
+                        b.key,
+                        a.id,
+                        b.id,
+                        match.distance,
+                        match.dct_distance,
+                        match.exact,
+                        match.score,
+                        reach=match.distance,  # only the pairs kept in memory are filtered by it
                     )
                     # Turned variants may be nearer one way than the other: the nearest counts.
                     known = found.get((pair.a, pair.b))

@@ -83,7 +83,7 @@ class Ingest:
         replicas cannot both pass it.
         """
         upload = self.hasher.hash(data)
-        new = _new_image(upload, image_id=_id_or_new(image_id), metadata=metadata)
+        new = new_image(upload, image_id=_id_or_new(image_id), metadata=metadata)
         options = options or SearchOptions()
         query = query_of_upload(upload, all_orientations=options.all_orientations)
         if on_duplicate is OnDuplicate.ALLOW:
@@ -112,7 +112,7 @@ class Ingest:
         """Create or replace the image under `image_id`. Returns (record, created, duplicates),
         the duplicates being the other stored images that match it."""
         upload = self.hasher.hash(data)
-        new = _new_image(upload, image_id=check_image_id(image_id), metadata=metadata)
+        new = new_image(upload, image_id=check_image_id(image_id), metadata=metadata)
         with self.store.writing() as write:
             record, old = write.replace(new)
         self._show(write)
@@ -167,7 +167,7 @@ class Ingest:
                 try:
                     upload = hashed.result()  # raises the file's hashing error
                     metadata = parse_metadata(item.metadata)
-                    new = _new_image(upload, image_id=_id_or_new(item.id), metadata=metadata)
+                    new = new_image(upload, image_id=_id_or_new(item.id), metadata=metadata)
                     indexed.append((index, new))
                     queries.append(query_of_upload(upload, all_orientations=options.all_orientations))
                 except DoppelError as exc:
@@ -224,7 +224,11 @@ def _id_or_new(image_id: str | None) -> str:
     return new_image_id() if image_id is None else check_image_id(image_id)
 
 
-def _new_image(upload: Upload, *, image_id: str, metadata: Metadata) -> NewImage:
+def new_image(
+    upload: Upload, *, image_id: str, metadata: Metadata, created_at: str | None = None
+) -> NewImage:
+    """The record to store for a hashed upload."""
+    centre = upload.hashes.centre.signature
     return NewImage(
         id=image_id,
         dhash=upload.hashes.dhash,
@@ -233,8 +237,12 @@ def _new_image(upload: Upload, *, image_id: str, metadata: Metadata) -> NewImage
         metadata=metadata,
         dhash_vertical=upload.hashes.dhash_vertical,
         dct_hash=upload.hashes.dct_hash,
+        centre_dhash=centre.dhash,
+        centre_vertical=centre.vertical,
+        centre_dct=centre.dct,
         sha256=upload.sha256,
         hashing_version=HASHING_VERSION,
+        created_at=created_at,
         thumbnail=upload.thumbnail,
     )
 

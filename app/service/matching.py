@@ -1,12 +1,13 @@
 """Matching: which stored images look like a query. Candidates come from the index by dHash
-distance, in any orientation when asked; each is then judged on all its hashes at once, by one
-score (`score`). Reads only."""
+distance, of the whole picture or of its centre, in any orientation when asked; each is then judged
+on all its hashes at once, by one score (`score`), the best of the whole pictures' and of the
+centres'. Reads only."""
 
 from dataclasses import dataclass
 
 from app.errors import ImageNotFound
-from app.imaging import Signature, hamming, variants_of_hashes, variants_of_image
-from app.index import HammingIndex
+from app.image_index import ImageIndex
+from app.imaging import Parts, Signature, hamming, variants_of_image, variants_of_stored
 from app.models import ImageRecord, Match, Orientation
 from app.service.uploads import Upload, UploadHasher
 from app.store import ImageStore
@@ -35,11 +36,42 @@ def score(distance: int, vertical_distance: int | None, dct_distance: int | None
     return sum(w * d for w, d in zip(WEIGHTS, distances, strict=True)) / sum(WEIGHTS)
 
 
+def signature_score(a: Signature, b: Signature) -> float:
+    """The score of two signatures (of whole pictures, or of parts)."""
+    return score(hamming(a.dhash, b.dhash), _distance(a.vertical, b.vertical), _distance(a.dct, b.dct))
+
+
+def parts_score(query: Parts, record: ImageRecord) -> float:
+    """A candidate's score: the best of its whole picture's against the query's, and of its centre
+    against the query's centre and windows (a copy with text along its edges, or cropped)."""
+    best = signature_score(query.whole, whole_of(record))
+    centre = centre_of(record)
+    if centre is not None:
+        for part in ((query.centre,) if query.centre is not None else ()) + query.windows:
+            best = min(best, signature_score(part, centre))
+    return best
+
+
+def whole_of(record: ImageRecord) -> Signature:
+    return Signature(record.dhash, record.dhash_vertical, record.dct_hash)
+
+
+def centre_of(record: ImageRecord) -> Signature | None:
+    if record.centre_dhash is None:
+        return None
+    return Signature(record.centre_dhash, record.centre_vertical, record.centre_dct)
+
+
+def parts_of(record: ImageRecord) -> Parts:
+    """A stored record as a query: its whole picture and centre (no windows are stored)."""
+    return Parts(whole_of(record), centre_of(record))
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     """What a search looks for: the query's hashes per orientation, and its bytes' SHA-256."""
 
-    variants: dict[Orientation, Signature]
+    variants: dict[Orientation, Parts]
     sha256: str | None
 
 
@@ -64,7 +96,7 @@ class Matching:
     def __init__(
         self,
         store: ImageStore,
-        index: HammingIndex,
+        index: ImageIndex,
         hasher: UploadHasher,
         *,
         max_distance: int,
@@ -83,8 +115,7 @@ class Matching:
 
     def search_hash(self, signature: Signature, *, options: SearchOptions) -> list[Match]:
         """The same search for hashes computed elsewhere (only the dHash is required)."""
-        variants = variants_of_hashes(signature.dhash, signature.vertical, signature.dct)
-        return self.find(Query(variants, sha256=None), options)
+        return self.find(Query(variants_of_stored(signature, None), sha256=None), options)
 
     def duplicates_of(self, image_id: str, *, options: SearchOptions) -> tuple[ImageRecord, list[Match]]:
         """A stored image and the other stored images that match it."""
@@ -97,42 +128,58 @@ class Matching:
         """The other stored images that match a stored record."""
         # The turned variants only when they are searched: making them costs more than the search.
         variants = (
-            variants_of_hashes(record.dhash, record.dhash_vertical, record.dct_hash)
+            variants_of_stored(whole_of(record), centre_of(record))
             if options.all_orientations
-            else {ORIGINAL: Signature(record.dhash, record.dhash_vertical, record.dct_hash)}
+            else {ORIGINAL: parts_of(record)}
         )
         return self.find(Query(variants, sha256=record.sha256), options, exclude_key=record.key)
 
     def find(self, query: Query, options: SearchOptions, *, exclude_key: int | None = None) -> list[Match]:
-        """Stored images within `max_distance` of the query's dHash (of any of its variants when
-        asked) whose score is at most `max_score` when confirmation is asked; nearest first (by
-        dHash distance), ties by id."""
+        """Stored images whose whole picture's dHash is within `max_distance` of the query's, or
+        when confirmation is asked whose centre's dHash is within it of the query's centre or
+        windows, and whose score is at most `max_score`; in any of the query's variants when asked;
+        nearest first (by the whole pictures' dHash
+        distance), ties by id."""
         variants = _variants(query, options)
-        hits: dict[int, list[tuple[int, Orientation]]] = {}
-        results = self.index.search(
-            [v.dhash for v in variants.values()], max_distance=self._threshold(options)
+        # Unconfirmed, a search is the plain dHash's: a centre alone is no evidence without a score.
+        centre_parts = [_centre_parts(parts) if options.confirm else () for parts in variants.values()]
+        wholes, centres = self.index.search(
+            [parts.whole.dhash for parts in variants.values()],
+            [part.dhash for parts in centre_parts for part in parts],
+            max_distance=self._threshold(options),
         )
+        # (how near the match may be, variant) per candidate: a whole picture's hit is its
+        # distance; a centre's says nothing of the whole pictures' (0)
+        hits: dict[int, list[tuple[int, Orientation]]] = {}
+        at = 0
         # variants come ORIGINAL first, so an equally good original beats a turned variant
-        for orientation, found in zip(variants, results, strict=True):
+        for orientation, found, parts in zip(variants, wholes, centre_parts, strict=True):
             for key, distance in found:
-                if key != exclude_key:
-                    hits.setdefault(key, []).append((distance, orientation))
+                hits.setdefault(key, []).append((distance, orientation))
+            for found_by_part in centres[at : at + len(parts)]:
+                for key, _ in found_by_part:
+                    hits.setdefault(key, []).append((0, orientation))
+            at += len(parts)
+        if exclude_key is not None:
+            hits.pop(exclude_key, None)
         return self._resolve(query, variants, hits, options)
 
     def match_among(self, query: Query, records: list[ImageRecord], options: SearchOptions) -> list[Match]:
         """`find` over a few records in hand (the earlier files of a batch) instead of the index."""
         variants = _variants(query, options)
+        threshold = self._threshold(options)
         matches = []
         for record in records:
-            distances = ((hamming(v.dhash, record.dhash), o) for o, v in variants.items())
-            found = [(d, o) for d, o in distances if d <= self._threshold(options)]
+            found = [
+                (0, o) for o, parts in variants.items() if _near(parts, record, threshold, options.confirm)
+            ]
             matches += self._best(query, record, found, variants, options)
         return matches
 
     def _resolve(
         self,
         query: Query,
-        variants: dict[Orientation, Signature],
+        variants: dict[Orientation, Parts],
         hits: dict[int, list[tuple[int, Orientation]]],
         options: SearchOptions,
     ) -> list[Match]:
@@ -164,14 +211,15 @@ class Matching:
         query: Query,
         record: ImageRecord,
         found: list[tuple[int, Orientation]],
-        variants: dict[Orientation, Signature],
+        variants: dict[Orientation, Parts],
         options: SearchOptions,
     ) -> list[Match]:
         """The record as a match in the variant that scores best (of equal ones, the nearer dHash,
         then the first), or nothing when none is kept. Judged by the score, not by the dHash
         alone: a turned variant can be nearer in dHash and yet be refuted where the original
         matches."""
-        kept = [m for d, o in found for m in self._kept(query, record, d, variants[o], o, options)]
+        orientations = dict.fromkeys(o for _, o in found)  # each once, in the order found
+        kept = [m for o in orientations for m in self._kept(query, record, variants[o], o, options)]
         return [min(kept, key=lambda m: (m.score, m.distance))] if kept else []
 
     def _threshold(self, options: SearchOptions) -> int:
@@ -181,22 +229,20 @@ class Matching:
         self,
         query: Query,
         record: ImageRecord,
-        distance: int,
-        variant: Signature,
+        variant: Parts,
         orientation: Orientation,
         options: SearchOptions,
     ) -> list[Match]:
         """The candidate as a match, or nothing when confirmation is asked and its score is over
         `max_score` (identical files always match)."""
         exact = query.sha256 is not None and query.sha256 == record.sha256
-        vertical_distance = _distance(variant.vertical, record.dhash_vertical)
-        dct_distance = _distance(variant.dct, record.dct_hash)
+        whole = variant.whole
         match = Match(
             record,
-            distance,
-            score(distance, vertical_distance, dct_distance),
-            vertical_distance=vertical_distance,
-            dct_distance=dct_distance,
+            hamming(whole.dhash, record.dhash),
+            parts_score(variant, record),
+            vertical_distance=_distance(whole.vertical, record.dhash_vertical),
+            dct_distance=_distance(whole.dct, record.dct_hash),
             orientation=orientation,
             exact=exact,
         )
@@ -213,7 +259,7 @@ def query_of_upload(upload: Upload, *, all_orientations: bool = True) -> Query:
     search will not turn it) only the original's."""
     if all_orientations:
         return Query(variants_of_image(upload.hashes), sha256=upload.sha256)
-    return Query({ORIGINAL: upload.hashes.signature}, sha256=upload.sha256)
+    return Query({ORIGINAL: upload.hashes.parts}, sha256=upload.sha256)
 
 
 def _distance(query: int | None, stored: int | None) -> int | None:
@@ -224,6 +270,23 @@ def match_order(match: Match) -> tuple[int, str]:
     return match.distance, match.record.id
 
 
-def _variants(query: Query, options: SearchOptions) -> dict[Orientation, Signature]:
+def _centre_parts(parts: Parts) -> tuple[Signature, ...]:
+    """The parts of a query compared with stored centres: its centre and its windows."""
+    return ((parts.centre,) if parts.centre is not None else ()) + parts.windows
+
+
+def _near(parts: Parts, record: ImageRecord, threshold: int, by_centre: bool) -> bool:
+    """Whether a record is a candidate for a query: the whole pictures' dHashes within
+    `threshold`, or (`by_centre`) the record's centre's and the query's centre's or a window's."""
+    if hamming(parts.whole.dhash, record.dhash) <= threshold:
+        return True
+    return (
+        by_centre
+        and record.centre_dhash is not None
+        and any(hamming(part.dhash, record.centre_dhash) <= threshold for part in _centre_parts(parts))
+    )
+
+
+def _variants(query: Query, options: SearchOptions) -> dict[Orientation, Parts]:
     """The query's variants the search looks for: all, or the original alone."""
     return query.variants if options.all_orientations else {ORIGINAL: query.variants[ORIGINAL]}

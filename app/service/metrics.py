@@ -11,7 +11,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from app.errors import StoreUnavailable
-from app.index import HammingIndex
+from app.image_index import ImageIndex
 from app.store import ImageStore
 
 # The store's count and size are read at most this often (seconds): a count(*) of 10M rows is no
@@ -24,7 +24,7 @@ _HASH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 class Metrics:
     """The service's metrics, in `registry`."""
 
-    def __init__(self, index: HammingIndex, store: ImageStore) -> None:
+    def __init__(self, index: ImageIndex, store: ImageStore) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "doppel_http_requests",

@@ -18,15 +18,14 @@ import time
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from app.errors import StoreUnavailable
+from app.image_index import ImageIndex
 from app.imaging import hamming
-from app.index import HammingIndex
 from app.models import ImageRecord
-from app.service.matching import Matching, score
+from app.service.matching import Matching, parts_of, parts_score
 from app.service.sync import IndexSyncer, Snapshots
 from app.store import ImageStore
+from app.store.base import StoredHashes
 
 logger = logging.getLogger("doppel")
 
@@ -38,7 +37,9 @@ RECORDS_CHUNK = 1_000
 
 @dataclass(frozen=True, slots=True)
 class Pair:
-    """Two stored images whose dHashes are within the threshold: `a` the earlier key."""
+    """Two stored images whose dHashes (of their whole pictures, or of their centres) are within
+    the threshold: `a` the earlier key. `distance` is the whole pictures' dHash distance, `reach`
+    the nearer of it and the centres'."""
 
     a: int
     b: int
@@ -48,6 +49,7 @@ class Pair:
     dct_distance: int | None
     exact: bool
     score: float  # app/service/matching.py's score of the two
+    reach: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +61,13 @@ class PairsStatus:
 
 
 class DuplicatePairs:
-    """Candidate pairs (dHash within the matching's `max_distance`) among the stored images."""
+    """Candidate pairs (the whole pictures' or the centres' dHashes within the matching's
+    `max_distance`) among the stored images."""
 
     def __init__(
         self,
         store: ImageStore,
-        index: HammingIndex,
+        index: ImageIndex,
         syncer: IndexSyncer,
         matching: Matching,
         *,
@@ -193,7 +196,7 @@ class DuplicatePairs:
         while self.position < target and not self._stopping.is_set():
             upto = min(target, self.position + WINDOW)
             changes = self.store.changes(self.position, upto)
-            found = self._pairs_of(changes.added_keys, changes.added_hashes)
+            found = self._pairs_of(changes.added)
             if found is None:  # stopping: the position stays where its pairs are whole
                 return
             with self._lock:
@@ -215,40 +218,51 @@ class DuplicatePairs:
                 self._reached.notify_all()
             logger.info("duplicate pairs built: %d images in pairs", len(self._pairs))
 
-    def _pairs_of(self, keys: np.ndarray, hashes: np.ndarray) -> list[Pair] | None:
+    def _pairs_of(self, added: StoredHashes) -> list[Pair] | None:
         """The pairs each new image makes with the earlier images the index holds; None when
         stopping meanwhile."""
-        candidates: list[tuple[int, int, int]] = []
-        for start in range(0, len(keys), SEARCH_CHUNK):
-            chunk_keys = keys[start : start + SEARCH_CHUNK].tolist()
-            hits = self.index.search(
-                hashes[start : start + SEARCH_CHUNK].tolist(), max_distance=self.max_distance
-            )
-            for key, found in zip(chunk_keys, hits, strict=True):
-                candidates += [(other, key, distance) for other, distance in found if other < key]
-            if self._stopping.is_set():
-                return None
-        wanted = sorted({key for a, b, _ in candidates for key in (a, b)})
+        candidates: set[tuple[int, int]] = set()
+        for index, keys, hashes in (
+            (self.index.whole, added.keys, added.hashes),
+            (self.index.centre, added.centre_keys, added.centre_hashes),
+        ):
+            for start in range(0, len(keys), SEARCH_CHUNK):
+                chunk_keys = keys[start : start + SEARCH_CHUNK].tolist()
+                hits = index.search(
+                    hashes[start : start + SEARCH_CHUNK].tolist(), max_distance=self.max_distance
+                )
+                for key, found in zip(chunk_keys, hits, strict=True):
+                    candidates.update((other, key) for other, _ in found if other < key)
+                if self._stopping.is_set():
+                    return None
+        wanted = sorted({key for pair in candidates for key in pair})
         records: dict[int, ImageRecord] = {}
         for start in range(0, len(wanted), RECORDS_CHUNK):
             records |= self.store.get_by_keys(wanted[start : start + RECORDS_CHUNK])
         pairs = []
-        for a, b, distance in candidates:
+        for a, b in sorted(candidates):
             first, second = records.get(a), records.get(b)
             if first is not None and second is not None:  # else deleted since: its tombstone follows
-                pairs.append(pair_of(first, second, distance))
+                pairs.append(pair_of(first, second))
         return pairs
 
 
-def pair_of(a: ImageRecord, b: ImageRecord, distance: int) -> Pair:
-    """The pair of two stored images at this dHash distance, `a` the earlier."""
+def pair_of(a: ImageRecord, b: ImageRecord) -> Pair:
+    """The pair of two stored images, `a` the earlier."""
     dct_distance = None if a.dct_hash is None or b.dct_hash is None else hamming(a.dct_hash, b.dct_hash)
-    vertical = (
-        None
-        if a.dhash_vertical is None or b.dhash_vertical is None
-        else hamming(a.dhash_vertical, b.dhash_vertical)
+    distance = hamming(a.dhash, b.dhash)
+    centres = (
+        None if a.centre_dhash is None or b.centre_dhash is None else hamming(a.centre_dhash, b.centre_dhash)
     )
     exact = a.sha256 is not None and a.sha256 == b.sha256
     return Pair(
-        a.key, b.key, a.id, b.id, distance, dct_distance, exact, score(distance, vertical, dct_distance)
+        a.key,
+        b.key,
+        a.id,
+        b.id,
+        distance,
+        dct_distance,
+        exact,
+        parts_score(parts_of(b), a),
+        distance if centres is None else min(distance, centres),
     )

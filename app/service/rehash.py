@@ -10,6 +10,7 @@ from pathlib import Path
 from app.errors import DoppelError
 from app.imaging import HASHING_VERSION
 from app.models import ImageRecord, NewImage
+from app.service.ingest import new_image
 from app.service.uploads import UploadHasher
 from app.store import ImageStore
 
@@ -94,18 +95,7 @@ def rehash(
 def _rehashed(record: ImageRecord, hasher: UploadHasher, path: Path, max_bytes: int) -> NewImage:
     with path.open("rb") as handle:
         upload = hasher.hash_file(handle.read(max_bytes + 1), max_bytes)
-    return NewImage(
-        id=record.id,
-        dhash=upload.hashes.dhash,
-        width=upload.hashes.width,
-        height=upload.hashes.height,
-        metadata=record.metadata,
-        dhash_vertical=upload.hashes.dhash_vertical,
-        dct_hash=upload.hashes.dct_hash,
-        sha256=upload.sha256,
-        hashing_version=HASHING_VERSION,
-        created_at=record.created_at,
-    )
+    return new_image(upload, image_id=record.id, metadata=record.metadata, created_at=record.created_at)
 
 
 def _files(folder: Path) -> Iterator[Path]:

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import StoreUnavailable
-from app.index import FrozenIndex, HammingIndex
+from app.image_index import FrozenImageIndex, ImageIndex
 from app.store import ImageStore
+from app.store.base import StoredHashes
 
 logger = logging.getLogger("doppel")
 
@@ -82,7 +83,7 @@ class IndexSyncer:
     def __init__(
         self,
         store: ImageStore,
-        index: HammingIndex,
+        index: ImageIndex,
         *,
         interval_s: float,
         snapshots: Snapshots | None = None,
@@ -147,7 +148,7 @@ class IndexSyncer:
         while self.position < head:
             upto = min(head, self.position + CATCH_UP_WINDOW)
             changes = self.store.changes(self.position, upto)
-            self.index.add(changes.added_keys, changes.added_hashes)
+            self.index.add(changes.added)
             self.index.remove(changes.removed_keys)
             with self._reached:
                 self.position = upto
@@ -170,7 +171,11 @@ class IndexSyncer:
         # One add of everything: the index builds its tables once instead of merging batch by batch.
         batches = list(self.store.iter_hashes(REBUILD_BATCH, upto=head))
         if batches:
-            self.index.add(np.concatenate([k for k, _ in batches]), np.concatenate([h for _, h in batches]))
+            self.index.add(
+                StoredHashes(
+                    *(np.concatenate([getattr(b, name) for b in batches]) for name in StoredHashes.__slots__)
+                )
+            )
         self.position = head
 
     def _follow(self) -> None:
@@ -204,7 +209,7 @@ class IndexSyncer:
         self._saver = threading.Thread(target=self._save_snapshot, args=args, name="doppel-index-snapshot")
         self._saver.start()
 
-    def _save_snapshot(self, index: FrozenIndex, position: int) -> None:
+    def _save_snapshot(self, index: FrozenImageIndex, position: int) -> None:
         if self._snapshots is None or self._saved_position == position or position == 0:
             return
         try:

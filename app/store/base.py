@@ -21,15 +21,36 @@ import numpy as np
 from app.errors import ImageExists
 from app.models import ImageRecord, NewImage
 
+# What the index is built from, one row per image: key, dHash, whether a centre dHash is known (1)
+# or not (0), and the centre dHash (0 when not known).
+HASH_COLUMNS = "key, dhash, centre_dhash IS NOT NULL, coalesce(centre_dhash, 0)"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHashes:
+    """Stored images' keys and dHashes in key order, and the centre dHashes of those that have one."""
+
+    keys: np.ndarray  # int64
+    hashes: np.ndarray  # uint64
+    centre_keys: np.ndarray  # int64, in key order
+    centre_hashes: np.ndarray  # uint64
+
+    @staticmethod
+    def of(rows: list[tuple[int, int, int, int]]) -> "StoredHashes":
+        """From rows of HASH_COLUMNS in key order, 64-bit hashes as signed integers (as SQL keeps them)."""
+        table = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        hashes = table.view(np.uint64)
+        centred = table[:, 2] == 1
+        return StoredHashes(table[:, 0].copy(), hashes[:, 1].copy(), table[centred, 0], hashes[centred, 3])
+
 
 @dataclass(frozen=True, slots=True)
 class Changes:
-    """The log between two positions: the images added (keys and dHashes, still stored when read)
-    and the keys removed. Apply the additions first, then the removals: an image added and
-    deleted in the same stretch is then gone, whether or not its row was read."""
+    """The log between two positions: the images added (still stored when read) and the keys
+    removed. Apply the additions first, then the removals: an image added and deleted in the same
+    stretch is then gone, whether or not its row was read."""
 
-    added_keys: np.ndarray  # int64
-    added_hashes: np.ndarray  # uint64
+    added: StoredHashes
     removed_keys: np.ndarray  # int64
 
 
@@ -102,7 +123,7 @@ class ImageStore(Protocol):
         """The changes at positions after `after` and up to `upto` (at most `head()`)."""
         ...
 
-    def iter_hashes(self, batch_size: int, *, upto: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_hashes(self, batch_size: int, *, upto: int) -> Iterator[StoredHashes]:
         """Every stored (keys int64, dhashes uint64) with key <= `upto`, in key order, in batches of
         at most `batch_size`. Read `upto` from head() first: with the changes after it, that gives
         the whole store, whatever is written meanwhile."""

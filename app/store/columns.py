@@ -9,7 +9,8 @@ from app.store.base import format_time
 
 # metadata last: each store decodes it in its own way
 COLUMNS = (
-    "key, id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, hashing_version, metadata"
+    "key, id, dhash, dhash_vertical, dct_hash, centre_dhash, centre_vertical, centre_dct, sha256, width, "
+    "height, created_at, hashing_version, metadata"
 )
 _I64 = 1 << 63
 _U64 = 1 << 64
@@ -22,9 +23,10 @@ def row_of(key: int, image: NewImage, created_at: int, metadata: object) -> tupl
     return (
         key,
         image.id,
-        _signed(image.dhash),
-        None if image.dhash_vertical is None else _signed(image.dhash_vertical),
-        None if image.dct_hash is None else _signed(image.dct_hash),
+        signed(image.dhash),
+        None if image.dhash_vertical is None else signed(image.dhash_vertical),
+        None if image.dct_hash is None else signed(image.dct_hash),
+        *(None if value is None else signed(value) for value in _centre(image)),
         bytes.fromhex(image.sha256) if image.sha256 else None,
         image.width,
         image.height,
@@ -46,6 +48,9 @@ def record_of_new(key: int, image: NewImage, created_at: int) -> ImageRecord:
         metadata=dict(image.metadata),
         dhash_vertical=image.dhash_vertical,
         dct_hash=image.dct_hash,
+        centre_dhash=image.centre_dhash,
+        centre_vertical=image.centre_vertical,
+        centre_dct=image.centre_dct,
         sha256=image.sha256,
         hashing_version=image.hashing_version,
     )
@@ -53,7 +58,10 @@ def record_of_new(key: int, image: NewImage, created_at: int) -> ImageRecord:
 
 def record_of_row(row: tuple[Any, ...], metadata: Metadata) -> ImageRecord:
     """The record in a row of COLUMNS; `metadata` is its last column, decoded by the store."""
-    key, image_id, dhash, dhash_vertical, dct_hash, sha256, width, height, created_at, version, _ = row
+    key, image_id, dhash, dhash_vertical, dct_hash, *centre, sha256, width, height, created_at, version, _ = (
+        row
+    )
+    centre_dhash, centre_vertical, centre_dct = (None if value is None else value % _U64 for value in centre)
     return ImageRecord(
         key=key,
         id=image_id,
@@ -64,6 +72,9 @@ def record_of_row(row: tuple[Any, ...], metadata: Metadata) -> ImageRecord:
         metadata=metadata,
         dhash_vertical=None if dhash_vertical is None else dhash_vertical % _U64,
         dct_hash=None if dct_hash is None else dct_hash % _U64,
+        centre_dhash=centre_dhash,
+        centre_vertical=centre_vertical,
+        centre_dct=centre_dct,
         sha256=bytes(sha256).hex() if sha256 else None,
         hashing_version=version,
     )
@@ -83,5 +94,9 @@ def _created(image: NewImage, committed_at: int) -> int:
     return (datetime.fromisoformat(image.created_at) - _EPOCH) // timedelta(microseconds=1)
 
 
-def _signed(value: int) -> int:
+def signed(value: int) -> int:
     return value - _U64 if value >= _I64 else value
+
+
+def _centre(image: NewImage) -> tuple[int | None, int | None, int | None]:
+    return image.centre_dhash, image.centre_vertical, image.centre_dct

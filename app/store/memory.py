@@ -10,7 +10,8 @@ import numpy as np
 
 from app.errors import ImageExists
 from app.models import ImageRecord, NewImage
-from app.store.base import Changes, Wake, format_time, refuse_repeated_ids
+from app.store.base import Changes, StoredHashes, Wake, format_time, refuse_repeated_ids
+from app.store.columns import signed
 
 
 class MemoryImageStore:
@@ -49,14 +50,13 @@ class MemoryImageStore:
             added = [r for key, r in self._by_key.items() if after < key <= upto]
             removed = [key for position, key in self._tombstones.items() if after < position <= upto]
         added.sort(key=lambda r: r.key)
-        keys, hashes = _arrays(added)
-        return Changes(keys, hashes, np.array(removed, dtype=np.int64))
+        return Changes(_hashes(added), np.array(removed, dtype=np.int64))
 
-    def iter_hashes(self, batch_size: int, *, upto: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_hashes(self, batch_size: int, *, upto: int) -> Iterator[StoredHashes]:
         with self._lock:
             records = sorted((r for r in self._by_key.values() if r.key <= upto), key=lambda r: r.key)
         for start in range(0, len(records), batch_size):
-            yield _arrays(records[start : start + batch_size])
+            yield _hashes(records[start : start + batch_size])
 
     def get(self, image_id: str) -> ImageRecord | None:
         return self._by_id.get(image_id)
@@ -164,6 +164,9 @@ class _MemoryWrite:
             metadata=dict(image.metadata),
             dhash_vertical=image.dhash_vertical,
             dct_hash=image.dct_hash,
+            centre_dhash=image.centre_dhash,
+            centre_vertical=image.centre_vertical,
+            centre_dct=image.centre_dct,
             sha256=image.sha256,
             hashing_version=image.hashing_version,
         )
@@ -175,8 +178,7 @@ class _MemoryWrite:
         return record
 
 
-def _arrays(records: list[ImageRecord]) -> tuple[np.ndarray, np.ndarray]:
-    return (
-        np.array([r.key for r in records], dtype=np.int64),
-        np.array([r.dhash for r in records], dtype=np.uint64),
+def _hashes(records: list[ImageRecord]) -> StoredHashes:
+    return StoredHashes.of(
+        [(r.key, signed(r.dhash), r.centre_dhash is not None, signed(r.centre_dhash or 0)) for r in records]
     )

@@ -95,6 +95,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=("CREATE TABLE thumbnails (key INTEGER PRIMARY KEY, data BLOB NOT NULL)",),
         postgres=("CREATE TABLE thumbnails (key BIGINT PRIMARY KEY, data BYTEA NOT NULL)",),
     ),
+    # 4: the hashes of each picture's centre (app/imaging CENTRE), NULL where not known (records
+    # hashed before, hash-only records). Nullable columns are added without rewriting the table.
+    Migration(
+        sqlite=tuple(
+            f"ALTER TABLE images ADD COLUMN {column} INTEGER"
+            for column in ("centre_dhash", "centre_vertical", "centre_dct")
+        ),
+        postgres=tuple(
+            f"ALTER TABLE images ADD COLUMN {column} BIGINT"
+            for column in ("centre_dhash", "centre_vertical", "centre_dct")
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

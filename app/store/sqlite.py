@@ -15,7 +15,7 @@ import numpy as np
 
 from app.errors import ImageExists, StoreFull, StoreUnavailable
 from app.models import ImageRecord, Metadata, NewImage
-from app.store.base import Changes, StoreUnusable, Wake, refuse_repeated_ids
+from app.store.base import HASH_COLUMNS, Changes, StoredHashes, StoreUnusable, Wake, refuse_repeated_ids
 from app.store.columns import COLUMNS, now_micros, record_of_new, record_of_row, row_of
 from app.store.migrations import failed, pending
 
@@ -171,24 +171,22 @@ class SQLiteImageStore:
 
     def changes(self, after: int, upto: int) -> Changes:
         added = self._read(
-            "SELECT key, dhash FROM images WHERE key > ? AND key <= ? ORDER BY key", (after, upto)
+            f"SELECT {HASH_COLUMNS} FROM images WHERE key > ? AND key <= ? ORDER BY key", (after, upto)
         )
         removed = self._read("SELECT key FROM tombstones WHERE position > ? AND position <= ?", (after, upto))
-        keys, hashes = _key_hash_arrays(added)
-        return Changes(keys, hashes, np.array([row[0] for row in removed], dtype=np.int64))
+        return Changes(StoredHashes.of(added), np.array([row[0] for row in removed], dtype=np.int64))
 
-    def iter_hashes(self, batch_size: int, *, upto: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_hashes(self, batch_size: int, *, upto: int) -> Iterator[StoredHashes]:
         last_key = 0
         while True:
             rows = self._read(
-                "SELECT key, dhash FROM images WHERE key > ? AND key <= ? ORDER BY key LIMIT ?",
+                f"SELECT {HASH_COLUMNS} FROM images WHERE key > ? AND key <= ? ORDER BY key LIMIT ?",
                 (last_key, upto, batch_size),
             )
             if not rows:
                 return
-            keys, hashes = _key_hash_arrays(rows)
-            yield keys, hashes
-            last_key = int(keys[-1])
+            yield StoredHashes.of(rows)
+            last_key = int(rows[-1][0])
 
     def get(self, image_id: str) -> ImageRecord | None:
         rows = self._read(f"SELECT {COLUMNS} FROM images WHERE id = ?", (image_id,))
@@ -473,11 +471,6 @@ def _why(exc: sqlite3.DatabaseError) -> str:
     if "readonly" in message or "unable to open" in message:
         return f"it cannot be written or created ({message}): check the folder's permissions"
     return message
-
-
-def _key_hash_arrays(rows: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray]:
-    table = np.array(rows, dtype=np.int64).reshape(-1, 2)
-    return table[:, 0].copy(), table[:, 1].view(np.uint64).copy()
 
 
 def _record(row: tuple[Any, ...]) -> ImageRecord:

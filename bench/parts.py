@@ -1,0 +1,120 @@
+"""The cost of hashing and indexing each picture's centre (HASHING_VERSION 3), against the whole
+picture alone, measured side by side in one run.
+
+1. Hashing: `hash_image_bytes` (whole, centre and five windows) against the whole picture's grids
+   alone from the same grey image, per file of shared/images dev/ and large/, medians of
+   --repeats, in turns.
+2. Search: `ImageIndex.search` as a default search makes it (one whole dHash, the centre and the
+   five windows against the centres) against the whole dHash alone (confirm=false, or before),
+   at radius 10 over --size random images, each with a centre; p50 and p99 of --queries queries
+   with a planted neighbour.
+3. Memory: the bytes of both indexes per image against those of the whole pictures' alone.
+
+Run: python bench/parts.py [--size 1000000] [--queries 2000] [--repeats 5]
+"""
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+from support import REPO, shared_images
+
+sys.path.insert(0, str(REPO))
+from app.image_index import ImageIndex  # noqa: E402
+from app.imaging.borders import content_box  # noqa: E402
+from app.imaging.hashing import (  # noqa: E402
+    as_displayed,
+    decode_for_hashing,
+    grids_of,
+    hash_image_bytes,
+    lent_grey,
+    open_image,
+    orientation_to_apply,
+)
+from app.store.base import StoredHashes  # noqa: E402
+
+RADIUS = 10
+MAX_PIXELS = 10**9
+
+
+def whole_only(data: bytes) -> None:
+    """The hash as it was before the centres: decode, grey, trim, the whole picture's grids."""
+    image = open_image(data)
+    decoded = decode_for_hashing(image, data)
+    displayed = as_displayed(decoded, orientation_to_apply(decoded))
+    with lent_grey(displayed) as grey:
+        top, bottom, left, right = content_box(grey)
+        grids_of(grey[top:bottom, left:right])
+
+
+def hashing(repeats: int) -> None:
+    files = [p for folder in ("dev", "large") for p in shared_images(folder)]
+    now, before = [], []
+    for path in files:
+        data = path.read_bytes()
+        a, b = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            hash_image_bytes(data, max_pixels=MAX_PIXELS)
+            middle = time.perf_counter()
+            whole_only(data)
+            a.append(middle - start)
+            b.append(time.perf_counter() - middle)
+        now.append(statistics.median(a))
+        before.append(statistics.median(b))
+    ratios = [n / b for n, b in zip(now, before, strict=True)]
+    print(
+        f"1. hashing, {len(files)} files: total {sum(now):.2f} s with the centre and windows, "
+        f"{sum(before):.2f} s the whole alone = {sum(now) / sum(before):.2f}x; per file median "
+        f"{statistics.median(ratios):.2f}x, max {max(ratios):.2f}x"
+    )
+
+
+def search(size: int, queries: int) -> None:
+    rng = np.random.default_rng(7)
+    keys = np.arange(1, size + 1, dtype=np.int64)
+    wholes = rng.integers(0, 1 << 63, size, dtype=np.uint64) * np.uint64(2)
+    centres = rng.integers(0, 1 << 63, size, dtype=np.uint64) * np.uint64(2)
+    index = ImageIndex()
+    index.add(StoredHashes(keys, wholes, keys, centres))
+    index.whole.search([0], max_distance=RADIUS)  # the tables are built on first use after a load
+    picked = rng.integers(0, size, queries)
+    flips = [sum(1 << int(b) for b in rng.choice(64, 3, replace=False)) for _ in range(queries)]
+    full: list[float] = []
+    alone: list[float] = []
+    for n, (i, flip) in enumerate(zip(picked, flips, strict=True)):
+        whole = int(wholes[i]) ^ flip
+        parts = [int(centres[i]) ^ flip, *(int(v) for v in rng.integers(0, 1 << 63, 5, dtype=np.uint64))]
+        for with_parts in (True, False) if n % 2 else (False, True):
+            start = time.perf_counter()
+            if with_parts:
+                index.search([whole], parts, max_distance=RADIUS)
+            else:
+                index.whole.search([whole], max_distance=RADIUS)
+            (full if with_parts else alone).append(time.perf_counter() - start)
+    p50 = [float(np.percentile(t, 50)) * 1000 for t in (full, alone)]
+    p99 = [float(np.percentile(t, 99)) * 1000 for t in (full, alone)]
+    print(
+        f"2. search at {size:,} images, radius {RADIUS}: whole + centre + 5 windows p50 {p50[0]:.3f} ms, "
+        f"p99 {p99[0]:.3f} ms; whole alone p50 {p50[1]:.3f} ms, p99 {p99[1]:.3f} ms = "
+        f"{p50[0] / p50[1]:.2f}x at p50"
+    )
+    print(f"3. memory: 2 entries an image instead of 1 ({len(index.whole):,} + {len(index.centre):,})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    hashing(args.repeats)
+    search(args.size, args.queries)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The centre of each picture, hashed beside the whole: copies with text along their edges and
+cropped copies are found by it, over HTTP, on both stores; records without it still match by the
+whole picture; the index keeps both across a restart."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from helpers import SHARED_IMAGES, needs_shared, search, upload
+from PIL import Image, ImageOps
+
+from app.config import Settings
+from app.evaluation import _crop, _outlined_text, _save, viewed
+from app.factory import create_app
+from app.image_index import ImageIndex
+from app.imaging import HASHING_VERSION, hash_image_bytes
+from app.models import NewImage
+from app.store import open_store
+from app.store.base import StoredHashes
+
+# A photo of dev/ whose 10%-cropped and meme-texted copies plain dHash misses (checked below).
+PHOTO = "0058.jpg"
+
+
+def ids(response: object) -> list[str]:
+    assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+    return [m["id"] for m in response.json()["matches"]]  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def photo() -> Image.Image:
+    data = (SHARED_IMAGES / "dev" / PHOTO).read_bytes()
+    return ImageOps.contain(viewed(data), (1024, 1024))
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda im: _crop(im, 0.10, share_left=0.2, share_top=0.9), id="crop 10% off-centre"),
+        pytest.param(
+            lambda im: _outlined_text(im, [("WHEN THE EVAL", 0.08), ("HOLDS OUT", 0.92)], 0.1),
+            id="meme text top and bottom",
+        ),
+    ],
+)
+def test_copies_plain_dhash_misses_are_found_by_the_centre(
+    client: TestClient, photo: Image.Image, edit: object
+) -> None:
+    assert (
+        upload(client, (SHARED_IMAGES / "dev" / PHOTO).read_bytes(), image_id="original").status_code == 201
+    )
+    copy = _save(edit(photo))  # type: ignore[operator]
+    assert ids(search(client, copy, confirm="false")) == []  # the whole pictures' dHashes are far
+    [match] = search(client, copy).json()["matches"]
+    assert match["id"] == "original" and match["distance"] > 10
+    assert match["similarity"] >= 1 - 10 / 64
+
+
+@needs_shared
+def test_stored_copies_with_text_along_their_edges_are_grouped(
+    client: TestClient, photo: Image.Image
+) -> None:
+    assert (
+        upload(client, (SHARED_IMAGES / "dev" / PHOTO).read_bytes(), image_id="original").status_code == 201
+    )
+    meme = _save(_outlined_text(photo, [("WHEN THE EVAL", 0.08), ("HOLDS OUT", 0.92)], 0.1))
+    assert upload(client, meme, image_id="meme").status_code == 201
+    response = client.get("/images/meme/duplicates")
+    assert ids(response) == ["original"]
+    groups = client.get("/duplicates").json()["groups"]
+    assert [[m["id"] for m in g["members"]] for g in groups] == [["meme", "original"]]
+    assert client.get("/duplicates", params={"confirm": "false"}).json()["groups"] == []
+
+
+def test_records_without_a_centre_match_by_the_whole_picture(settings: Settings) -> None:
+    """Records hashed before the centres were (or given by hash) keep matching as they did."""
+    data = _save(Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (200, 1)), "L").convert("RGB"))
+    hashes = hash_image_bytes(data, max_pixels=10**8)
+    store = open_store(settings)
+    with store.writing() as write:
+        write.add(
+            [
+                NewImage(
+                    id="older",
+                    dhash=hashes.dhash,
+                    width=hashes.width,
+                    height=hashes.height,
+                    dhash_vertical=hashes.dhash_vertical,
+                    dct_hash=hashes.dct_hash,
+                    hashing_version=HASHING_VERSION - 1,
+                )
+            ]
+        )
+    store.close()
+    with TestClient(create_app(settings)) as client:
+        assert ids(search(client, data)) == ["older"]
+
+
+def test_the_snapshot_keeps_both_indexes(tmp_path: Path) -> None:
+    index = ImageIndex()
+    keys = np.array([1, 2, 3], dtype=np.int64)
+    index.add(
+        StoredHashes(
+            keys,
+            np.array([0, 1 << 63, 7], dtype=np.uint64),
+            keys[:2],
+            np.array([0xFF, 0xF0F0], dtype=np.uint64),
+        )
+    )
+    index.remove(np.array([2]))
+    path = tmp_path / "index"
+    index.save(path)
+    loaded = ImageIndex()
+    loaded.load(path)
+    assert len(loaded) == 2
+    assert loaded.search([7], [0xFF, 0xF0F0], max_distance=0) == ([[(3, 0)]], [[(1, 0)], []])
+
+
+def test_a_snapshot_of_one_index_is_refused_and_leaves_the_index_as_it_was(tmp_path: Path) -> None:
+    """A snapshot written before the centres were indexed holds the whole pictures' index alone."""
+    index = ImageIndex()
+    index.add(StoredHashes(*(np.array(v, dtype=t) for v, t in [([1], np.int64), ([5], np.uint64)] * 2)))
+    older = tmp_path / "older"
+    index.whole.save(older)
+    with pytest.raises(ValueError):
+        index.load(older)
+    assert index.search([5], [5], max_distance=0) == ([[(1, 0)]], [[(1, 0)]])
