@@ -47,7 +47,7 @@ def parts_score(query: Parts, record: ImageRecord) -> float:
     best = signature_score(query.whole, whole_of(record))
     centre = centre_of(record)
     if centre is not None:
-        for part in ((query.centre,) if query.centre is not None else ()) + query.windows:
+        for part in _centre_parts(query):
             best = min(best, signature_score(part, centre))
     return best
 
@@ -138,8 +138,7 @@ class Matching:
         """Stored images whose whole picture's dHash is within `max_distance` of the query's, or
         when confirmation is asked whose centre's dHash is within it of the query's centre or
         windows, and whose score is at most `max_score`; in any of the query's variants when asked;
-        nearest first (by the whole pictures' dHash
-        distance), ties by id."""
+        nearest first (by the whole pictures' dHash distance), ties by id."""
         variants = _variants(query, options)
         # Unconfirmed, a search is the plain dHash's: a centre alone is no evidence without a score.
         centre_parts = [_centre_parts(parts) if options.confirm else () for parts in variants.values()]
