@@ -7,7 +7,7 @@ import pytest
 from helpers import encode, grey_of, make_photo
 from PIL import Image, ImageOps
 
-from app.imaging.borders import MAX_TRIM_SHARE, content_box
+from app.imaging.borders import MAX_TRIM_SHARE, content_box, content_boxes
 from app.imaging.hashing import hamming, hash_image_bytes
 
 
@@ -100,3 +100,16 @@ def test_a_flat_region_that_fades_into_the_picture_is_not_a_border() -> None:
     share = np.linspace(0, 1, 60)[:, np.newaxis]  # from clipped white, fading into the picture
     pixels[100:160] = 255 * (1 - share) + pixels[100:160] * share
     assert content_box(pixels.round().astype(np.uint8)) == (0, 300, 0, 400)
+
+
+def test_padding_the_colour_of_a_pale_picture_edge_comes_off_only_in_the_unpadded_box() -> None:
+    # A sky a few levels under white, darker below: white padding above it does not end at an
+    # edge, so the border trim keeps it (a clipped sky would look the same); the other box drops it.
+    sky = np.linspace(246, 120, 200)[:, np.newaxis] + np.zeros((1, 300))
+    picture = (sky + np.random.default_rng(1).normal(0, 2, sky.shape)).clip(0, 255).astype(np.uint8)
+    padded = np.full((300, 300), 255, np.uint8)
+    padded[50:250] = picture
+    box, unpadded = content_boxes(padded)
+    assert box[0] == 0 and abs(box[1] - 250) <= 3  # the white below ends at the dark ground
+    assert abs(unpadded[0] - 50) <= 3 and unpadded[1] >= 240  # at most a few lines of the gradient
+    assert content_box(picture) == (0, 200, 0, 300)

@@ -1,6 +1,7 @@
-"""The centre of each picture, hashed beside the whole: copies with text along their edges and
-cropped copies are found by it, over HTTP, on both stores; records without it still match by the
-whole picture; the index keeps both across a restart."""
+"""The parts of each picture hashed beside the whole: its centre, by which copies with text along
+their edges and cropped copies are found, over HTTP, on both stores; and a searched picture's
+unpadded whole, by which a copy padded with the colour of its edge is. Records without a centre
+still match by the whole picture; the index keeps both across a restart."""
 
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from helpers import SHARED_IMAGES, needs_shared, search, upload
 from PIL import Image, ImageOps
 
 from app.config import Settings
-from app.evaluation import _crop, _outlined_text, _save, viewed
+from app.evaluation import _crop, _outlined_text, _padded_square, _save, viewed
 from app.factory import create_app
 from app.image_index import ImageIndex
 from app.imaging import HASHING_VERSION, hash_image_bytes
@@ -56,6 +57,17 @@ def test_copies_plain_dhash_misses_are_found_by_the_centre(
     [match] = search(client, copy).json()["matches"]
     assert match["id"] == "original" and match["distance"] > 10
     assert match["similarity"] >= 1 - 10 / 64
+
+
+@needs_shared
+def test_a_copy_padded_with_the_colour_of_its_pale_edge_is_found_unpadded(client: TestClient) -> None:
+    # dev/0004.jpg's sky is a few levels under white: padded with white to a square, its top
+    # border does not end at an edge, so the border trim keeps it.
+    original = (SHARED_IMAGES / "dev" / "0004.jpg").read_bytes()
+    assert upload(client, original, image_id="original").status_code == 201
+    padded = _save(_padded_square(ImageOps.contain(viewed(original), (1024, 1024))))
+    assert ids(search(client, padded, confirm="false")) == []
+    assert ids(search(client, padded)) == ["original"]
 
 
 @needs_shared

@@ -16,11 +16,18 @@ MAX_TRIM_SHARE = 0.6
 SEARCH_SIDE = 128  # the shorter side borders are looked for at (content_box)
 _MAX_PASSES = 8  # frames within frames; each pass trims one
 _STEP = 16  # lines examined at a time: most images have no border, and stop at the first block
+Box = tuple[int, int, int, int]  # (top, bottom, left, right): slice bounds of a grey image
 
 
-def content_box(grey: np.ndarray) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right), the slice bounds of `grey` (rows x cols, uint8) without its
-    uniform borders; the whole image when trimming would leave too little (a flat image).
+def content_box(grey: np.ndarray) -> Box:
+    """The slice bounds of `grey` (rows x cols, uint8) without its uniform borders; the whole
+    image when trimming would leave too little (a flat image)."""
+    return content_boxes(grey)[0]
+
+
+def content_boxes(grey: np.ndarray) -> tuple[Box, Box]:
+    """`content_box`, and the box without every flat margin, whether or not it ends at an edge
+    (the picture of a copy padded with the colour of the picture's own edge).
 
     Borders are looked for on the image shrunk to a shorter side of SEARCH_SIDE (box filter):
     grain and JPEG noise average out as much on a large copy as on a small one, so that every
@@ -29,39 +36,53 @@ def content_box(grey: np.ndarray) -> tuple[int, int, int, int]:
     height, width = grey.shape
     scale = min(height, width) / SEARCH_SIDE
     if scale <= 1:
-        return _content_box(grey)
+        return _content_box(grey, edge=True), _content_box(grey, edge=False)
     small = Image.fromarray(grey).resize((round(width / scale), round(height / scale)), Image.Resampling.BOX)
-    top, bottom, left, right = _content_box(np.asarray(small))
     to_rows, to_cols = height / small.height, width / small.width
-    return round(top * to_rows), round(bottom * to_rows), round(left * to_cols), round(right * to_cols)
+
+    def scaled(box: Box) -> Box:
+        top, bottom, left, right = box
+        return round(top * to_rows), round(bottom * to_rows), round(left * to_cols), round(right * to_cols)
+
+    pixels = np.asarray(small)
+    return scaled(_content_box(pixels, edge=True)), scaled(_content_box(pixels, edge=False))
 
 
-def _content_box(grey: np.ndarray) -> tuple[int, int, int, int]:
-    """content_box at the size given. Trimmed again until nothing more comes off, so that a frame
-    around a picture whose own edge is flat (a dark foreground, a studio backdrop) comes off with
-    that edge, as it does from the picture alone: both hash alike."""
-    height, width = grey.shape
-    top, bottom, left, right = 0, height, 0, width
+def _content_box(grey: np.ndarray, *, edge: bool) -> Box:
+    """content_boxes' at the size given (`edge`: borders must end at an edge). Trimmed again until
+    nothing more comes off, so that a frame around a picture whose own edge is flat (a dark
+    foreground, a studio backdrop) comes off with that edge, as it does from the picture alone:
+    both hash alike. Without `edge`, once more at the end: a flat margin comes off in one pass, and
+    more passes would each eat a few lines of a gradient."""
+    box = (0, grey.shape[0], 0, grey.shape[1])
     for _ in range(_MAX_PASSES):
-        inner = grey[top:bottom, left:right]
-        rows = _border_lines(inner), len(inner) - _border_lines(inner[::-1])
-        cols = _border_lines(inner.T), len(inner.T) - _border_lines(inner.T[::-1])
-        box = (top, bottom, left, right)
-        if rows[1] - rows[0] >= max(1, height * (1 - MAX_TRIM_SHARE)):
-            top, bottom = top + rows[0], top + rows[1]
-        if cols[1] - cols[0] >= max(1, width * (1 - MAX_TRIM_SHARE)):
-            left, right = left + cols[0], left + cols[1]
-        if (top, bottom, left, right) == box:
+        trimmed = _trimmed(grey, box, edge=True)
+        if trimmed == box:
             break
+        box = trimmed
+    return box if edge else _trimmed(grey, box, edge=False)
+
+
+def _trimmed(grey: np.ndarray, box: Box, *, edge: bool) -> Box:
+    """`box` less the borders along its sides, each pair of opposite sides only if enough is left."""
+    height, width = grey.shape
+    top, bottom, left, right = box
+    inner = grey[top:bottom, left:right]
+    rows = _border_lines(inner, edge), len(inner) - _border_lines(inner[::-1], edge)
+    cols = _border_lines(inner.T, edge), len(inner.T) - _border_lines(inner.T[::-1], edge)
+    if rows[1] - rows[0] >= max(1, height * (1 - MAX_TRIM_SHARE)):
+        top, bottom = top + rows[0], top + rows[1]
+    if cols[1] - cols[0] >= max(1, width * (1 - MAX_TRIM_SHARE)):
+        left, right = left + cols[0], left + cols[1]
     return top, bottom, left, right
 
 
-def _border_lines(lines: np.ndarray) -> int:
+def _border_lines(lines: np.ndarray, edge: bool) -> int:
     """How many of the leading rows of `lines` are border: rows that keep to the colour of the
-    first within BORDER_TOLERANCE (all but BORDER_STRAY_SHARE of their pixels), and end at an
-    edge (the next two rows differ from that colour by EDGE_CONTRAST on average). Without the
-    edge it is flat picture, such as a sky brightened until it clipped to white: a brighter copy
-    would lose a different share of it."""
+    first within BORDER_TOLERANCE (all but BORDER_STRAY_SHARE of their pixels), and (`edge`) end
+    at an edge (the next two rows differ from that colour by EDGE_CONTRAST on average). Without
+    the edge it may be flat picture, such as a sky brightened until it clipped to white: a
+    brighter copy would lose a different share of it."""
     colour = int(np.median(lines[0]))
     limit = len(lines)
     for start in range(0, limit, _STEP):
@@ -70,5 +91,5 @@ def _border_lines(lines: np.ndarray) -> int:
         if stray.any():
             end = start + int(np.argmax(stray))
             after = np.abs(lines[end : end + 2].astype(np.int16) - colour).mean(axis=1)
-            return end if end > 0 and after.max() >= EDGE_CONTRAST else 0
+            return end if end > 0 and (not edge or after.max() >= EDGE_CONTRAST) else 0
     return limit

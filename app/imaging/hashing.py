@@ -22,9 +22,9 @@ import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
-from app.imaging.borders import content_box
+from app.imaging.borders import Box, content_boxes
 from app.imaging.jpeg_dc import dc_scans_only
-from app.imaging.resample import TALL, WIDE, lanczos_grids
+from app.imaging.resample import TALL, WIDE, lanczos_grids, rounded8
 from app.imaging.scratch import SCRATCH
 
 pillow_heif.register_heif_opener()
@@ -34,8 +34,9 @@ Image.MAX_IMAGE_PIXELS = None
 # The version of the hashing below. Raise it with any change that moves stored hashes (a new
 # decode, resize or crop): every record keeps the version it was hashed with, so that records hashed
 # before are counted and can be re-hashed (`python main.py rehash`, docs/accuracy.md). 2: uniform
-# borders are trimmed before hashing. 3: the centre of the picture is hashed too.
-HASHING_VERSION = 3
+# borders are trimmed before hashing. 3: the centre of the picture is hashed too. 4: the DCT hash is
+# read from the unrounded 32x32 grid.
+HASHING_VERSION = 4
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 # JPEG can decode at 1/2, 1/4 or 1/8 scale. Asking for at least this many pixels on each side
 # keeps the 9x8 Lanczos result within a few bits of a full decode (measured on real photos).
@@ -47,6 +48,11 @@ _JPEG_DC_ONLY_SIDE = 8 * JPEG_DRAFT_SIDE
 # side, so a tiny file of 1 x 100,000,000 pixels (within the pixel limit) would need 20 GB.
 MAX_SIDE = 65_535
 DCT_SIDE = 32  # as imagehash.phash: 8 x its high-frequency factor 4
+# The DCT's 32x32 grid is rounded to this many grey levels, not to 1 as Pillow stores it: a flat
+# picture's faint texture lies within a level, where 8 bits leave only ties that noise breaks
+# either way; and any rounding keeps a flat or mirror-symmetric image exactly so, where the
+# weights' fixed point and float arithmetic move a value by at most ~0.02.
+DCT_GRID_STEP = 1 / 16
 # Parts of the picture hashed besides the whole, as (top, bottom, left, right) shares of its sides.
 # The centre, kept with every image: captions, logos and meme text along the edges fall outside it.
 CENTRE = (0.1, 0.9, 0.1, 0.9)
@@ -139,11 +145,12 @@ class Signature:
 @dataclass(frozen=True, slots=True)
 class Parts:
     """What a search compares: the whole picture's hashes, its centre's (None where not known), and
-    for a searched picture its windows' (`WINDOWS`)."""
+    for a searched picture its windows' (`WINDOWS`) and its `unpadded` whole (ImageHashes')."""
 
     whole: Signature
     centre: Signature | None = None
     windows: tuple[Signature, ...] = ()
+    unpadded: Signature | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +171,19 @@ class Grids:
 
 @dataclass(frozen=True, slots=True)
 class ImageHashes:
-    """The hashes of one image: of the whole picture, of its `CENTRE`, and of its `WINDOWS`."""
+    """The hashes of one image: of the whole picture, of its `CENTRE`, and of its `WINDOWS`; and,
+    where it differs, of the whole picture with every flat margin trimmed (`unpadded`), even one
+    that fades into the picture rather than ending at an edge. A picture padded with the colour of
+    its own edge (a pale sky padded with white) keeps its padding in `whole`, since the edge test
+    of the border trim (app/imaging/borders.py) cannot tell it from the picture; `unpadded` is the
+    picture. Only a search uses it: the stored `whole` is the one that holds under brightening."""
 
     width: int
     height: int
     whole: Grids
     centre: Grids
     windows: tuple[Grids, ...]
+    unpadded: Grids | None = None
 
     @property
     def dhash(self) -> int:
@@ -190,7 +203,12 @@ class ImageHashes:
 
     @property
     def parts(self) -> Parts:
-        return Parts(self.signature, self.centre.signature, tuple(w.signature for w in self.windows))
+        return Parts(
+            self.signature,
+            self.centre.signature,
+            tuple(w.signature for w in self.windows),
+            None if self.unpadded is None else self.unpadded.signature,
+        )
 
 
 def horizontal_bits(wide: np.ndarray) -> int:
@@ -296,8 +314,8 @@ def _decoded_hashes(image: Image.Image, data: bytes) -> ImageHashes:
         raise CorruptImage(f"the {image.format} image could not be decoded: {exc}") from exc
     width, height = _turned(size, orientation)
     with lent_grey(displayed) as grey:
-        top, bottom, left, right = content_box(grey)
-        picture = grey[top:bottom, left:right]
+        box, bare = content_boxes(grey)
+        picture = grey[_slices(box)]
         whole = grids_of(picture)
         shrink = min(picture.shape) // PART_SIDE
         small = np.asarray(Image.fromarray(picture).reduce(shrink)) if shrink >= 2 else picture
@@ -307,13 +325,21 @@ def _decoded_hashes(image: Image.Image, data: bytes) -> ImageHashes:
             whole=whole,
             centre=grids_of(part_of(small, CENTRE)),
             windows=tuple(grids_of(part_of(small, window)) for window in WINDOWS),
+            unpadded=None if bare == box else grids_of(grey[_slices(bare)]),
         )
 
 
+def _slices(box: Box) -> tuple[slice, slice]:
+    top, bottom, left, right = box
+    return slice(top, bottom), slice(left, right)
+
+
 def grids_of(grey: np.ndarray) -> Grids:
-    """The three grids of a grey image, in one pass over its pixels."""
+    """The three grids of a grey image, in one pass over its pixels. The dHashes compare Pillow's
+    8-bit values, as imagehash's do; the DCT reads the 32x32 grid in DCT_GRID_STEPs."""
     wide, tall, square = lanczos_grids(grey, (WIDE, TALL, (DCT_SIDE, DCT_SIDE)))
-    return Grids(wide, tall, low_frequencies(square))
+    steps = np.round(square / DCT_GRID_STEP) * DCT_GRID_STEP
+    return Grids(rounded8(wide), rounded8(tall), low_frequencies(steps))
 
 
 def part_of(grey: np.ndarray, shares: tuple[float, float, float, float]) -> np.ndarray:

@@ -33,9 +33,10 @@ _CACHED_SIDE = 4096
 
 def lanczos_grids(grey: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
     """The uint8 image (rows x cols) resized with Lanczos to each (width, height) of `sizes`, as
-    uint8 arrays of height x width: one pass over the pixels for all of them.
+    float32 arrays of height x width: one pass over the pixels for all of them.
 
-    Horizontal pass first, rounded to 8 bits, then the vertical pass, as Pillow's two-pass resize.
+    Horizontal pass first, rounded to 8 bits, then the vertical pass, as Pillow's two-pass resize;
+    the vertical pass is left unrounded (`rounded8` gives Pillow's 8-bit values).
     """
     height, width = grey.shape
     across = lanczos_weights(width, tuple(w for w, _ in sizes))
@@ -52,8 +53,7 @@ def lanczos_grids(grey: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[
 
 
 def _vertical_pass(rows: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
-    """Each grid from the first pass (every grid's columns side by side), as new uint8 arrays: the
-    products go side by side into one buffer, so that one rounding serves them all."""
+    """Each grid from the first pass (every grid's columns side by side), unrounded."""
     down = lanczos_weights(len(rows), tuple(h for _, h in sizes))
     grids = np.empty(sum(w * h for w, h in sizes), dtype=np.float32)
     products = []
@@ -67,8 +67,12 @@ def _vertical_pass(rows: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> list
         across += out_width
         down_first += out_height
         cell += out_width * out_height
-    _round8(grids)
-    return [product.astype(np.uint8) for product in products]
+    return products
+
+
+def rounded8(grid: np.ndarray) -> np.ndarray:
+    """A grid of lanczos_grids as Pillow stores it: rounded to 8 bits."""
+    return _round8(grid.copy()).astype(np.uint8)
 
 
 def lanczos_weights(in_size: int, out_sizes: tuple[int, ...]) -> np.ndarray:

@@ -3,6 +3,7 @@ distance, of the whole picture or of its centre, in any orientation when asked; 
 on all its hashes at once, by one score (`score`), the best of the whole pictures' and of the
 centres'. Reads only."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from app.errors import ImageNotFound
@@ -14,6 +15,7 @@ from app.store import ImageStore
 from app.validation import check_image_id
 
 RESOLVE_CHUNK = 256
+Hits = list[tuple[int, int]]  # (key, distance) of the hashes an index holds near one looked up
 ORIGINAL = Orientation.ORIGINAL
 # The weights of the dHash, vertical dHash and DCT distances in the score: equal weights did as well
 # as any other on the tuning half of the evaluation (docs/accuracy.md), and are the simplest.
@@ -42,9 +44,11 @@ def signature_score(a: Signature, b: Signature) -> float:
 
 
 def parts_score(query: Parts, record: ImageRecord) -> float:
-    """A candidate's score: the best of its whole picture's against the query's, and of its centre
-    against the query's centre and windows (a copy with text along its edges, or cropped)."""
-    best = signature_score(query.whole, whole_of(record))
+    """A candidate's score: the best of its whole picture's against the query's (and the query's
+    unpadded whole), and of its centre against the query's centre and windows (a copy with text
+    along its edges, or cropped)."""
+    whole = whole_of(record)
+    best = min(signature_score(part, whole) for part in _whole_parts(query))
     centre = centre_of(record)
     if centre is not None:
         for part in _centre_parts(query):
@@ -136,29 +140,32 @@ class Matching:
 
     def find(self, query: Query, options: SearchOptions, *, exclude_key: int | None = None) -> list[Match]:
         """Stored images whose whole picture's dHash is within `max_distance` of the query's, or
-        when confirmation is asked whose centre's dHash is within it of the query's centre or
-        windows, and whose score is at most `max_score`; in any of the query's variants when asked;
-        nearest first (by the whole pictures' dHash distance), ties by id."""
+        when confirmation is asked of the query's unpadded whole's, or whose centre's dHash is
+        within it of the query's centre or windows; and whose score is at most `max_score`; in any
+        of the query's variants when asked; nearest first (by the whole pictures' dHash
+        distance), ties by id."""
         variants = _variants(query, options)
-        # Unconfirmed, a search is the plain dHash's: a centre alone is no evidence without a score.
-        centre_parts = [_centre_parts(parts) if options.confirm else () for parts in variants.values()]
+        # Unconfirmed, a search is the plain dHash's: a part alone is no evidence without a score.
+        whole_parts = [_whole_parts(p) if options.confirm else (p.whole,) for p in variants.values()]
+        centre_parts = [_centre_parts(p) if options.confirm else () for p in variants.values()]
         wholes, centres = self.index.search(
-            [parts.whole.dhash for parts in variants.values()],
+            [part.dhash for parts in whole_parts for part in parts],
             [part.dhash for parts in centre_parts for part in parts],
             max_distance=self._threshold(options),
         )
-        # (how near the match may be, variant) per candidate: a whole picture's hit is its
-        # distance; a centre's says nothing of the whole pictures' (0)
+        # (how near the match may be, variant) per candidate: the whole's hit is its distance;
+        # another part's says nothing of the whole pictures' (0)
         hits: dict[int, list[tuple[int, Orientation]]] = {}
-        at = 0
         # variants come ORIGINAL first, so an equally good original beats a turned variant
-        for orientation, found, parts in zip(variants, wholes, centre_parts, strict=True):
-            for key, distance in found:
-                hits.setdefault(key, []).append((distance, orientation))
-            for found_by_part in centres[at : at + len(parts)]:
-                for key, _ in found_by_part:
+        for orientation, by_whole, by_centre in zip(
+            variants, _split(wholes, whole_parts), _split(centres, centre_parts), strict=True
+        ):
+            for number, found in enumerate(by_whole):
+                for key, distance in found:
+                    hits.setdefault(key, []).append((distance if number == 0 else 0, orientation))
+            for found in by_centre:
+                for key, _ in found:
                     hits.setdefault(key, []).append((0, orientation))
-            at += len(parts)
         if exclude_key is not None:
             hits.pop(exclude_key, None)
         return self._resolve(query, variants, hits, options)
@@ -269,20 +276,36 @@ def match_order(match: Match) -> tuple[int, str]:
     return match.distance, match.record.id
 
 
+def _whole_parts(parts: Parts) -> tuple[Signature, ...]:
+    """The parts of a query compared with stored whole pictures: its whole, and its unpadded whole."""
+    return (parts.whole,) + ((parts.unpadded,) if parts.unpadded is not None else ())
+
+
 def _centre_parts(parts: Parts) -> tuple[Signature, ...]:
     """The parts of a query compared with stored centres: its centre and its windows."""
     return ((parts.centre,) if parts.centre is not None else ()) + parts.windows
 
 
-def _near(parts: Parts, record: ImageRecord, threshold: int, by_centre: bool) -> bool:
+def _split(found: list[Hits], parts: list[tuple[Signature, ...]]) -> Iterator[list[Hits]]:
+    """The index's answers to every variant's parts in one list, split by variant."""
+    at = 0
+    for variant_parts in parts:
+        yield found[at : at + len(variant_parts)]
+        at += len(variant_parts)
+
+
+def _near(parts: Parts, record: ImageRecord, threshold: int, by_parts: bool) -> bool:
     """Whether a record is a candidate for a query: the whole pictures' dHashes within
-    `threshold`, or (`by_centre`) the record's centre's and the query's centre's or a window's."""
+    `threshold`, or (`by_parts`) the record's whole's and the query's unpadded whole's, or the
+    record's centre's and the query's centre's or a window's."""
     if hamming(parts.whole.dhash, record.dhash) <= threshold:
         return True
-    return (
-        by_centre
-        and record.centre_dhash is not None
-        and any(hamming(part.dhash, record.centre_dhash) <= threshold for part in _centre_parts(parts))
+    if not by_parts:
+        return False
+    if any(hamming(part.dhash, record.dhash) <= threshold for part in _whole_parts(parts)):
+        return True
+    return record.centre_dhash is not None and any(
+        hamming(part.dhash, record.centre_dhash) <= threshold for part in _centre_parts(parts)
     )
 
 
