@@ -1,7 +1,9 @@
-"""The stored images' hashes in memory, under their keys: one exact Hamming index of the dHashes of
-the whole pictures, and one of the dHashes of their centres (where known), so that a search finds
-an image by either (docs/accuracy.md). Both are saved to, and loaded from, one snapshot file."""
+"""The stored images' hashes in memory, under their keys: exact Hamming indexes of the dHashes of
+the whole pictures, of the DCT hashes of the whole pictures (where known), and of the dHashes of
+their centres (where known), so that a search finds an image by any of them (docs/accuracy.md).
+All are saved to, and loaded from, one snapshot file."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -9,26 +11,37 @@ import numpy as np
 from app.index import FrozenIndex, HammingIndex
 from app.store.base import StoredHashes
 
+Hits = list[tuple[int, int]]  # (key, distance) of the hashes held near one looked up
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What a search found: for each hash looked up, in order, its hits."""
+
+    wholes: list[Hits]
+    dcts: list[Hits]
+    centres: list[Hits]
+
 
 class FrozenImageIndex:
-    """Both indexes as they were taken, to save while they go on changing."""
+    """The indexes as they were taken, to save while they go on changing."""
 
-    def __init__(self, whole: FrozenIndex, centre: FrozenIndex) -> None:
-        self._whole = whole
-        self._centre = centre
+    def __init__(self, indexes: tuple[FrozenIndex, ...]) -> None:
+        self._indexes = indexes
 
     def save(self, path: Path) -> None:
-        """Write both to `path`, the whole pictures' first."""
+        """Write them to `path`, in ImageIndex's order."""
         with open(path, "wb") as out:
-            self._whole.write(out)
-            self._centre.write(out)
+            for index in self._indexes:
+                index.write(out)
 
 
 class ImageIndex:
-    """The two indexes, changed together by one writer (the syncer); searched by any thread."""
+    """The indexes, changed together by one writer (the syncer); searched by any thread."""
 
     def __init__(self) -> None:
         self.whole = HammingIndex()
+        self.dct = HammingIndex()
         self.centre = HammingIndex()
 
     def __len__(self) -> int:
@@ -37,35 +50,40 @@ class ImageIndex:
 
     def add(self, hashes: StoredHashes) -> None:
         self.whole.add(hashes.keys, hashes.hashes)
+        self.dct.add(hashes.dct_keys, hashes.dct_hashes)
         self.centre.add(hashes.centre_keys, hashes.centre_hashes)
 
     def remove(self, keys: np.ndarray) -> None:
-        self.whole.remove(keys)
-        self.centre.remove(keys)
+        for index in self._indexes():
+            index.remove(keys)
 
-    def search(
-        self, wholes: list[int], centres: list[int], *, max_distance: int
-    ) -> tuple[list[list[tuple[int, int]]], list[list[tuple[int, int]]]]:
-        """For each of `wholes`, the (key, distance) pairs of the whole pictures within
-        `max_distance`; for each of `centres`, those of the centres."""
-        return (
-            self.whole.search(wholes, max_distance=max_distance),
-            self.centre.search(centres, max_distance=max_distance) if centres else [],
+    def search(self, wholes: list[int], dcts: list[int], centres: list[int], *, max_distance: int) -> Found:
+        """The (key, distance) pairs within `max_distance` of each of `wholes` among the whole
+        pictures' dHashes, of each of `dcts` among their DCT hashes, and of each of `centres` among
+        the centres' dHashes."""
+        return Found(
+            *(
+                index.search(hashes, max_distance=max_distance) if hashes else []
+                for index, hashes in ((self.whole, wholes), (self.dct, dcts), (self.centre, centres))
+            )
         )
 
     def frozen(self) -> FrozenImageIndex:
-        return FrozenImageIndex(self.whole.frozen(), self.centre.frozen())
+        return FrozenImageIndex(tuple(index.frozen() for index in self._indexes()))
 
     def save(self, path: Path) -> None:
         self.frozen().save(path)
 
     def load(self, path: Path) -> None:
-        """Replace both with those saved in `path`; ValueError (or OSError) if it does not hold
+        """Replace them with those saved in `path`; ValueError (or OSError) if it does not hold
         them, leaving the index as it was."""
-        whole, centre = HammingIndex(), HammingIndex()
+        whole, dct, centre = HammingIndex(), HammingIndex(), HammingIndex()
         with open(path, "rb") as source:
-            whole.read(source, path)
-            centre.read(source, path)
+            for index in (whole, dct, centre):
+                index.read(source, path)
             if source.read(1):
                 raise ValueError(f"{path}: unexpected bytes after the index")
-        self.whole, self.centre = whole, centre
+        self.whole, self.dct, self.centre = whole, dct, centre
+
+    def _indexes(self) -> tuple[HammingIndex, ...]:
+        return self.whole, self.dct, self.centre

@@ -1,6 +1,7 @@
 """GET /duplicates against a brute-force oracle, and the groups module on its own."""
 
 import itertools
+import json
 import logging
 import random
 import time
@@ -322,6 +323,23 @@ def test_saved_pairs_of_another_threshold_are_rebuilt(
     with caplog.at_level(logging.INFO, logger="doppel"), TestClient(create_app(stricter)) as client:
         assert served_groups(client) == brute_force_groups(all_records(client), max_distance=6)
     assert "made for max_distance 10" in caplog.text
+
+
+def test_saved_pairs_found_by_fewer_hashes_are_rebuilt(
+    sqlite_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pairs saved by a Doppel that found them by the dHashes alone lack those only a DCT hash finds."""
+    with TestClient(create_app(sqlite_settings)) as client:
+        fill(client)
+        expected = served_groups(client)
+    [saved] = (sqlite_settings.data_dir / "snapshots").glob("pairs-*.json")
+    older = json.loads(saved.read_text(encoding="utf-8"))
+    del older["found_by"]
+    older["pairs"] = []
+    saved.write_text(json.dumps(older), encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="doppel"), TestClient(create_app(sqlite_settings)) as client:
+        assert served_groups(client) == expected
+    assert "found by whole and centre dHashes" in caplog.text
 
 
 def store_hash(store: SQLiteImageStore, image_id: str) -> int:

@@ -12,9 +12,9 @@ from helpers import SHARED_IMAGES, needs_shared, search, upload
 from PIL import Image, ImageOps
 
 from app.config import Settings
-from app.evaluation import _crop, _outlined_text, _padded_square, _save, viewed
+from app.evaluation import _crop, _filter_vivid, _outlined_text, _padded_square, _save, viewed
 from app.factory import create_app
-from app.image_index import ImageIndex
+from app.image_index import Found, ImageIndex
 from app.imaging import HASHING_VERSION, hash_image_bytes
 from app.models import NewImage
 from app.store import open_store
@@ -71,6 +71,21 @@ def test_a_copy_padded_with_the_colour_of_its_pale_edge_is_found_unpadded(client
 
 
 @needs_shared
+def test_a_filtered_copy_whose_dhash_moved_is_found_by_its_dct_hash(client: TestClient) -> None:
+    # A vivid filter with a vignette moves dev/0244.png's dHash past the radius, not its DCT hash.
+    original = (SHARED_IMAGES / "dev" / "0244.png").read_bytes()
+    assert upload(client, original, image_id="original").status_code == 201
+    filtered = _save(_filter_vivid(ImageOps.contain(viewed(original), (1024, 1024))))
+    assert ids(search(client, filtered, confirm="false")) == []
+    [match] = search(client, filtered).json()["matches"]
+    assert match["id"] == "original" and match["distance"] > 10
+    assert upload(client, filtered, image_id="filtered").status_code == 201
+    assert ids(client.get("/images/filtered/duplicates")) == ["original"]
+    groups = client.get("/duplicates").json()["groups"]
+    assert [[m["id"] for m in g["members"]] for g in groups] == [["filtered", "original"]]
+
+
+@needs_shared
 def test_stored_copies_with_text_along_their_edges_are_grouped(
     client: TestClient, photo: Image.Image
 ) -> None:
@@ -110,7 +125,7 @@ def test_records_without_a_centre_match_by_the_whole_picture(settings: Settings)
         assert ids(search(client, data)) == ["older"]
 
 
-def test_the_snapshot_keeps_both_indexes(tmp_path: Path) -> None:
+def test_the_snapshot_keeps_every_index(tmp_path: Path) -> None:
     index = ImageIndex()
     keys = np.array([1, 2, 3], dtype=np.int64)
     index.add(
@@ -119,6 +134,8 @@ def test_the_snapshot_keeps_both_indexes(tmp_path: Path) -> None:
             np.array([0, 1 << 63, 7], dtype=np.uint64),
             keys[:2],
             np.array([0xFF, 0xF0F0], dtype=np.uint64),
+            keys[1:],
+            np.array([0xAB, 0xCD], dtype=np.uint64),
         )
     )
     index.remove(np.array([2]))
@@ -127,15 +144,17 @@ def test_the_snapshot_keeps_both_indexes(tmp_path: Path) -> None:
     loaded = ImageIndex()
     loaded.load(path)
     assert len(loaded) == 2
-    assert loaded.search([7], [0xFF, 0xF0F0], max_distance=0) == ([[(3, 0)]], [[(1, 0)], []])
+    assert loaded.search([7], [0xAB, 0xCD], [0xFF, 0xF0F0], max_distance=0) == Found(
+        [[(3, 0)]], [[], [(3, 0)]], [[(1, 0)], []]
+    )
 
 
 def test_a_snapshot_of_one_index_is_refused_and_leaves_the_index_as_it_was(tmp_path: Path) -> None:
     """A snapshot written before the centres were indexed holds the whole pictures' index alone."""
     index = ImageIndex()
-    index.add(StoredHashes(*(np.array(v, dtype=t) for v, t in [([1], np.int64), ([5], np.uint64)] * 2)))
+    index.add(StoredHashes(*(np.array(v, dtype=t) for v, t in [([1], np.int64), ([5], np.uint64)] * 3)))
     older = tmp_path / "older"
     index.whole.save(older)
     with pytest.raises(ValueError):
         index.load(older)
-    assert index.search([5], [5], max_distance=0) == ([[(1, 0)]], [[(1, 0)]])
+    assert index.search([5], [5], [5], max_distance=0) == Found([[(1, 0)]], [[(1, 0)]], [[(1, 0)]])

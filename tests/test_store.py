@@ -34,6 +34,7 @@ def centred(image_id: str, dhash: int = 1, centre: int = 2) -> NewImage:
 def assert_types(hashes: StoredHashes) -> None:
     assert hashes.keys.dtype == np.int64 and hashes.hashes.dtype == np.uint64
     assert hashes.centre_keys.dtype == np.int64 and hashes.centre_hashes.dtype == np.uint64
+    assert hashes.dct_keys.dtype == np.int64 and hashes.dct_hashes.dtype == np.uint64
 
 
 def centres(hashes: StoredHashes) -> list[tuple[int, int]]:
@@ -251,9 +252,11 @@ def test_iter_hashes_yields_every_key_and_hash_in_batches(store: ImageStore) -> 
     images = []
     for n in range(25):
         whole = (n * 0x9E3779B97F4A7C15) % (1 << 64)
-        # every third with a centre, the centres' hashes over 2^63 as well as under
+        # every third with a centre, every second with a DCT hash, over 2^63 as well as under
         centre = (n * 0xC2B2AE3D27D4EB4F) % (1 << 64)
-        images.append(centred(f"i{n}", whole, centre) if n % 3 == 0 else image(f"i{n}", whole))
+        fields = {"centre_dhash": centre, "centre_vertical": 3, "centre_dct": 4} if n % 3 == 0 else {}
+        dct = {"dct_hash": (n * 0x165667B19E3779F9) % (1 << 64)} if n % 2 == 0 else {}
+        images.append(image(f"i{n}", whole, **fields, **dct))
     records = add(store, *images)
     batches = list(store.iter_hashes(10, upto=store.head()))
     assert [len(batch.keys) for batch in batches] == [10, 10, 5]
@@ -266,6 +269,10 @@ def test_iter_hashes_yields_every_key_and_hash_in_batches(store: ImageStore) -> 
     expected_centres = [(r.key, r.centre_dhash) for r in records if r.centre_dhash is not None]
     assert [pair for batch in batches for pair in centres(batch)] == expected_centres
     assert len(expected_centres) == 9 and any(c >= 1 << 63 for _, c in expected_centres)
+    expected_dcts = [(r.key, r.dct_hash) for r in records if r.dct_hash is not None]
+    dcts = [pair for b in batches for pair in zip(b.dct_keys.tolist(), b.dct_hashes.tolist(), strict=True)]
+    assert dcts == expected_dcts
+    assert len(expected_dcts) == 13 and any(h >= 1 << 63 for _, h in expected_dcts)
 
 
 def test_iter_hashes_leaves_out_keys_after_upto(store: ImageStore) -> None:

@@ -1,13 +1,13 @@
-"""Matching: which stored images look like a query. Candidates come from the index by dHash
-distance, of the whole picture or of its centre, in any orientation when asked; each is then judged
-on all its hashes at once, by one score (`score`), the best of the whole pictures' and of the
-centres'. Reads only."""
+"""Matching: which stored images look like a query. Candidates come from the index by the distance
+of the whole picture's dHash or DCT hash, or of its centre's dHash, in any orientation when asked;
+each is then judged on all its hashes at once, by one score (`score`), the best of the whole
+pictures' and of the centres'. Reads only."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from app.errors import ImageNotFound
-from app.image_index import ImageIndex
+from app.image_index import Hits, ImageIndex
 from app.imaging import Parts, Signature, hamming, variants_of_image, variants_of_stored
 from app.models import ImageRecord, Match, Orientation
 from app.service.uploads import Upload, UploadHasher
@@ -15,7 +15,6 @@ from app.store import ImageStore
 from app.validation import check_image_id
 
 RESOLVE_CHUNK = 256
-Hits = list[tuple[int, int]]  # (key, distance) of the hashes an index holds near one looked up
 ORIGINAL = Orientation.ORIGINAL
 # The weights of the dHash, vertical dHash and DCT distances in the score: equal weights did as well
 # as any other on the tuning half of the evaluation (docs/accuracy.md), and are the simplest.
@@ -140,31 +139,38 @@ class Matching:
 
     def find(self, query: Query, options: SearchOptions, *, exclude_key: int | None = None) -> list[Match]:
         """Stored images whose whole picture's dHash is within `max_distance` of the query's, or
-        when confirmation is asked of the query's unpadded whole's, or whose centre's dHash is
-        within it of the query's centre or windows; and whose score is at most `max_score`; in any
+        when confirmation is asked of the query's unpadded whole's, or whose whole picture's DCT
+        hash is within it of either's, or whose centre's dHash is within it of the query's centre
+        or windows; and whose score is at most `max_score`; in any
         of the query's variants when asked; nearest first (by the whole pictures' dHash
         distance), ties by id."""
         variants = _variants(query, options)
         # Unconfirmed, a search is the plain dHash's: a part alone is no evidence without a score.
         whole_parts = [_whole_parts(p) if options.confirm else (p.whole,) for p in variants.values()]
+        dct_parts = [_dct_parts(p) if options.confirm else () for p in variants.values()]
         centre_parts = [_centre_parts(p) if options.confirm else () for p in variants.values()]
-        wholes, centres = self.index.search(
+        found = self.index.search(
             [part.dhash for parts in whole_parts for part in parts],
+            [part.dct for parts in dct_parts for part in parts if part.dct is not None],
             [part.dhash for parts in centre_parts for part in parts],
             max_distance=self._threshold(options),
         )
-        # (how near the match may be, variant) per candidate: the whole's hit is its distance;
-        # another part's says nothing of the whole pictures' (0)
+        # (how near the match may be, variant) per candidate: the whole's dHash hit is its
+        # distance; another part's says nothing of the whole pictures' (0)
         hits: dict[int, list[tuple[int, Orientation]]] = {}
         # variants come ORIGINAL first, so an equally good original beats a turned variant
-        for orientation, by_whole, by_centre in zip(
-            variants, _split(wholes, whole_parts), _split(centres, centre_parts), strict=True
+        for orientation, by_whole, by_dct, by_centre in zip(
+            variants,
+            _split(found.wholes, whole_parts),
+            _split(found.dcts, dct_parts),
+            _split(found.centres, centre_parts),
+            strict=True,
         ):
-            for number, found in enumerate(by_whole):
-                for key, distance in found:
+            for number, near in enumerate(by_whole):
+                for key, distance in near:
                     hits.setdefault(key, []).append((distance if number == 0 else 0, orientation))
-            for found in by_centre:
-                for key, _ in found:
+            for near in by_dct + by_centre:
+                for key, _ in near:
                     hits.setdefault(key, []).append((0, orientation))
         if exclude_key is not None:
             hits.pop(exclude_key, None)
@@ -281,6 +287,13 @@ def _whole_parts(parts: Parts) -> tuple[Signature, ...]:
     return (parts.whole,) + ((parts.unpadded,) if parts.unpadded is not None else ())
 
 
+def _dct_parts(parts: Parts) -> tuple[Signature, ...]:
+    """The parts of a query whose DCT hashes are looked up among the stored whole pictures': its
+    wholes' where known. The score is a mean of three distances, and a copy whose dHash a filter
+    or a vignette moved past the radius often keeps its DCT hash near."""
+    return tuple(part for part in _whole_parts(parts) if part.dct is not None)
+
+
 def _centre_parts(parts: Parts) -> tuple[Signature, ...]:
     """The parts of a query compared with stored centres: its centre and its windows."""
     return ((parts.centre,) if parts.centre is not None else ()) + parts.windows
@@ -297,12 +310,16 @@ def _split(found: list[Hits], parts: list[tuple[Signature, ...]]) -> Iterator[li
 def _near(parts: Parts, record: ImageRecord, threshold: int, by_parts: bool) -> bool:
     """Whether a record is a candidate for a query: the whole pictures' dHashes within
     `threshold`, or (`by_parts`) the record's whole's and the query's unpadded whole's, or the
-    record's centre's and the query's centre's or a window's."""
+    whole pictures' DCT hashes, or the record's centre's and the query's centre's or a window's."""
     if hamming(parts.whole.dhash, record.dhash) <= threshold:
         return True
     if not by_parts:
         return False
     if any(hamming(part.dhash, record.dhash) <= threshold for part in _whole_parts(parts)):
+        return True
+    if record.dct_hash is not None and any(
+        hamming(part.dct, record.dct_hash) <= threshold for part in _dct_parts(parts) if part.dct is not None
+    ):
         return True
     return record.centre_dhash is not None and any(
         hamming(part.dhash, record.centre_dhash) <= threshold for part in _centre_parts(parts)

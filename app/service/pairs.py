@@ -33,13 +33,16 @@ logger = logging.getLogger("doppel")
 WINDOW = 100_000
 SEARCH_CHUNK = 1_000  # also how soon a stop is heard during a rebuild
 RECORDS_CHUNK = 1_000
+# The hashes by which pairs are found, saved with the pairs: a snapshot of pairs found otherwise
+# (by an older Doppel) lacks some, and is rebuilt rather than loaded.
+FOUND_BY = "whole dHash, whole DCT hash, centre dHash"
 
 
 @dataclass(frozen=True, slots=True)
 class Pair:
-    """Two stored images whose dHashes (of their whole pictures, or of their centres) are within
-    the threshold: `a` the earlier key. `distance` is the whole pictures' dHash distance, `reach`
-    the nearer of it and the centres'."""
+    """Two stored images whose hashes (the whole pictures' dHashes or DCT hashes, or the centres'
+    dHashes) are within the threshold: `a` the earlier key. `distance` is the whole pictures' dHash
+    distance, `reach` the nearest of the three."""
 
     a: int
     b: int
@@ -156,6 +159,8 @@ class DuplicatePairs:
             saved = json.loads(path.read_text(encoding="utf-8"))
             if saved["max_distance"] != self.max_distance:
                 raise ValueError(f"made for max_distance {saved['max_distance']}")
+            if saved.get("found_by") != FOUND_BY:
+                raise ValueError(f"found by {saved.get('found_by', 'whole and centre dHashes')}")
             pairs = [Pair(*row) for row in saved["pairs"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("duplicate pairs snapshot %s not loaded (%s): rebuilding them", path.name, exc)
@@ -181,7 +186,8 @@ class DuplicatePairs:
             ]
 
         def write(path: Path) -> None:
-            path.write_text(json.dumps({"max_distance": self.max_distance, "pairs": rows}), encoding="utf-8")
+            saved = {"max_distance": self.max_distance, "found_by": FOUND_BY, "pairs": rows}
+            path.write_text(json.dumps(saved), encoding="utf-8")
 
         try:
             self._snapshots.save(write, position)
@@ -224,6 +230,7 @@ class DuplicatePairs:
         candidates: set[tuple[int, int]] = set()
         for index, keys, hashes in (
             (self.index.whole, added.keys, added.hashes),
+            (self.index.dct, added.dct_keys, added.dct_hashes),
             (self.index.centre, added.centre_keys, added.centre_hashes),
         ):
             for start in range(0, len(keys), SEARCH_CHUNK):
@@ -254,6 +261,7 @@ def pair_of(a: ImageRecord, b: ImageRecord) -> Pair:
     centres = (
         None if a.centre_dhash is None or b.centre_dhash is None else hamming(a.centre_dhash, b.centre_dhash)
     )
+    reach = min(d for d in (distance, dct_distance, centres) if d is not None)
     exact = a.sha256 is not None and a.sha256 == b.sha256
     return Pair(
         a.key,
@@ -264,5 +272,5 @@ def pair_of(a: ImageRecord, b: ImageRecord) -> Pair:
         dct_distance,
         exact,
         parts_score(parts_of(b), a),
-        distance if centres is None else min(distance, centres),
+        reach,
     )

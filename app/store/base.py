@@ -22,26 +22,39 @@ from app.errors import ImageExists
 from app.models import ImageRecord, NewImage
 
 # What the index is built from, one row per image: key, dHash, whether a centre dHash is known (1)
-# or not (0), and the centre dHash (0 when not known).
-HASH_COLUMNS = "key, dhash, centre_dhash IS NOT NULL, coalesce(centre_dhash, 0)"
+# or not (0), the centre dHash (0 when not known), and the same two of the DCT hash.
+HASH_COLUMNS = (
+    "key, dhash, centre_dhash IS NOT NULL, coalesce(centre_dhash, 0), "
+    "dct_hash IS NOT NULL, coalesce(dct_hash, 0)"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class StoredHashes:
-    """Stored images' keys and dHashes in key order, and the centre dHashes of those that have one."""
+    """Stored images' keys and dHashes in key order, and the centre dHashes and DCT hashes of
+    those that have one."""
 
     keys: np.ndarray  # int64
     hashes: np.ndarray  # uint64
     centre_keys: np.ndarray  # int64, in key order
     centre_hashes: np.ndarray  # uint64
+    dct_keys: np.ndarray  # int64, in key order
+    dct_hashes: np.ndarray  # uint64
 
     @staticmethod
-    def of(rows: list[tuple[int, int, int, int]]) -> "StoredHashes":
+    def of(rows: list[tuple[int, int, int, int, int, int]]) -> "StoredHashes":
         """From rows of HASH_COLUMNS in key order, 64-bit hashes as signed integers (as SQL keeps them)."""
-        table = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        table = np.array(rows, dtype=np.int64).reshape(-1, 6)
         hashes = table.view(np.uint64)
-        centred = table[:, 2] == 1
-        return StoredHashes(table[:, 0].copy(), hashes[:, 1].copy(), table[centred, 0], hashes[centred, 3])
+        centred, with_dct = table[:, 2] == 1, table[:, 4] == 1
+        return StoredHashes(
+            table[:, 0].copy(),
+            hashes[:, 1].copy(),
+            table[centred, 0],
+            hashes[centred, 3],
+            table[with_dct, 0],
+            hashes[with_dct, 5],
+        )
 
 
 @dataclass(frozen=True, slots=True)

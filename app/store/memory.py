@@ -180,5 +180,15 @@ class _MemoryWrite:
 
 def _hashes(records: list[ImageRecord]) -> StoredHashes:
     return StoredHashes.of(
-        [(r.key, signed(r.dhash), r.centre_dhash is not None, signed(r.centre_dhash or 0)) for r in records]
+        [
+            (
+                r.key,
+                signed(r.dhash),
+                r.centre_dhash is not None,
+                signed(r.centre_dhash or 0),
+                r.dct_hash is not None,
+                signed(r.dct_hash or 0),
+            )
+            for r in records
+        ]
     )

@@ -28,7 +28,9 @@ _COPY_IN = f"COPY images ({COLUMNS}) FROM STDIN"
 _KEYS_AND_HASHES = (
     "SELECT string_agg(int8send(key), ''), string_agg(int8send(dhash), ''), "
     "string_agg(int8send(key), '') FILTER (WHERE centre_dhash IS NOT NULL), "
-    "string_agg(int8send(centre_dhash), '') FROM (SELECT key, dhash, centre_dhash FROM images "
+    "string_agg(int8send(centre_dhash), ''), "
+    "string_agg(int8send(key), '') FILTER (WHERE dct_hash IS NOT NULL), "
+    "string_agg(int8send(dct_hash), '') FROM (SELECT key, dhash, centre_dhash, dct_hash FROM images "
     "WHERE key > %s AND key <= %s ORDER BY key LIMIT %s) AS stretch"
 )
 _CHANNEL = "doppel_log"
@@ -355,7 +357,8 @@ def _stored_hashes(conn: _Connection, after: int, upto: int, limit: int | None) 
     packed = _one(conn.execute(_KEYS_AND_HASHES, (after, upto, limit)))
     keys, hashes = _sorted_by_key(packed[0], packed[1])
     centre_keys, centre_hashes = _sorted_by_key(packed[2], packed[3])
-    return StoredHashes(keys, hashes, centre_keys, centre_hashes)
+    dct_keys, dct_hashes = _sorted_by_key(packed[4], packed[5])
+    return StoredHashes(keys, hashes, centre_keys, centre_hashes, dct_keys, dct_hashes)
 
 
 def _sorted_by_key(packed_keys: bytes | None, packed_hashes: bytes | None) -> tuple[np.ndarray, np.ndarray]:
