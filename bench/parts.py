@@ -1,14 +1,14 @@
-"""The cost of hashing and indexing each picture's centre (HASHING_VERSION 3), against the whole
+"""The cost of hashing and indexing each picture's parts (HASHING_VERSION 4), against the whole
 picture alone, measured side by side in one run.
 
-1. Hashing: `hash_image_bytes` (whole, centre and five windows) against the whole picture's grids
-   alone from the same grey image, per file of shared/images dev/ and large/, medians of
-   --repeats, in turns.
-2. Search: `ImageIndex.search` as a default search makes it (one whole dHash, the centre and the
-   five windows against the centres) against the whole dHash alone (confirm=false, or before),
-   at radius 10 over --size random images, each with a centre; p50 and p99 of --queries queries
-   with a planted neighbour.
-3. Memory: the bytes of both indexes per image against those of the whole pictures' alone.
+1. Hashing: `hash_image_bytes` (whole, centre, five windows and, where it differs, the unpadded
+   whole) against the whole picture's grids alone from the same grey image, per file of
+   shared/images dev/ and large/, medians of --repeats, in turns.
+2. Search: `ImageIndex.search` as a default search makes it (the whole picture's dHash and DCT
+   hash, and the centre and the five windows against the centres) against the whole dHash alone
+   (confirm=false, or before), at radius 10 over --size random images, each with a centre and a
+   DCT hash; p50 and p99 of --queries queries with a planted neighbour.
+3. Memory: the entries of the three indexes per image against those of the whole pictures' alone.
 
 Run: python bench/parts.py [--size 1000000] [--queries 2000] [--repeats 5]
 """
@@ -80,7 +80,7 @@ def search(size: int, queries: int) -> None:
     dcts = rng.integers(0, 1 << 63, size, dtype=np.uint64) * np.uint64(2)
     index = ImageIndex()
     index.add(StoredHashes(keys, wholes, keys, centres, keys, dcts))
-    index.whole.search([0], max_distance=RADIUS)  # the tables are built on first use after a load
+    index.search([0], [0], [0], max_distance=RADIUS)  # each index builds its tables on first use
     picked = rng.integers(0, size, queries)
     flips = [sum(1 << int(b) for b in rng.choice(64, 3, replace=False)) for _ in range(queries)]
     full: list[float] = []
