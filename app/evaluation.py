@@ -156,6 +156,16 @@ def _pillarbox(image: Image.Image) -> Image.Image:
     return ImageOps.expand(image, border=(bar, 0, bar, 0), fill="black")
 
 
+def _video_frame(image: Image.Image) -> Image.Image:
+    """The picture in a black 16:9 frame (bars left and right of a portrait picture, above and
+    below a panorama), as a video or a landscape preview shows it."""
+    width, height = image.size
+    size = (width, round(width * 9 / 16)) if width * 9 > height * 16 else (round(height * 16 / 9), height)
+    frame = Image.new("RGB", size, "black")
+    frame.paste(image, ((size[0] - width) // 2, (size[1] - height) // 2))
+    return frame
+
+
 def _padded_square(image: Image.Image) -> Image.Image:
     """White padding to a square, the picture centred (as a square feed crops nothing)."""
     side = max(image.size)
@@ -281,6 +291,7 @@ EDITS: dict[str, tuple[str, Edit]] = {
     "red frame 10%": ("border", lambda im: _save(_framed(im, 0.10, (200, 30, 30)), "PNG")),
     "grey frame 1%": ("border", lambda im: _save(_framed(im, 0.01, (128, 128, 128)))),
     "white padding to a square": ("border", lambda im: _save(_padded_square(im))),
+    "in a 16:9 video frame": ("border", lambda im: _save(_video_frame(im))),
     "screenshot with app chrome": ("hard", lambda im: _save(_screenshot(im), "PNG")),
     "crop 10%": ("crop", lambda im: _save(_crop(im, 0.10))),
     "crop 10% off-centre": ("crop", lambda im: _save(_crop(im, 0.10, share_left=0.2, share_top=0.9))),

@@ -82,6 +82,12 @@ def test_flat_images_and_huge_borders_are_left_whole() -> None:
     assert near(content_box(grey(smaller)), (0, 30, bar // 2, bar // 2 + 40))
 
 
+def test_a_phone_picture_in_a_video_frame_comes_out() -> None:
+    portrait = make_photo(7, (270, 480))  # 9:16, a third of the width of its 16:9 frame
+    framed = ImageOps.expand(portrait, border=(290, 0, 293, 0), fill="black")
+    assert near(content_box(grey(framed)), (0, 480, 290, 560))
+
+
 @pytest.mark.parametrize("colour", ["black", "white", (0, 120, 60)])
 def test_a_bordered_copy_hashes_like_the_picture(colour: object) -> None:
     photo = make_photo(11, (640, 480))

@@ -11,8 +11,9 @@ BORDER_TOLERANCE = 3
 BORDER_STRAY_SHARE = 0.03
 # ... and a border ends at an edge: the picture beside it is this far from its colour on average.
 EDGE_CONTRAST = 16
-# Never trim more than this share of either side: what is left must still be the picture.
-MAX_TRIM_SHARE = 0.6
+# Never trim more than this share of either side: what is left must still be the picture. A phone
+# picture (9:16) in a 16:9 video frame is 32% of its width.
+MAX_TRIM_SHARE = 0.75
 SEARCH_SIDE = 128  # the shorter side borders are looked for at (content_box)
 _MAX_PASSES = 8  # frames within frames; each pass trims one
 _STEP = 16  # lines examined at a time: most images have no border, and stop at the first block

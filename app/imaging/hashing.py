@@ -35,7 +35,7 @@ Image.MAX_IMAGE_PIXELS = None
 # decode, resize or crop): every record keeps the version it was hashed with, so that records hashed
 # before are counted and can be re-hashed (`python main.py rehash`, docs/accuracy.md). 2: uniform
 # borders are trimmed before hashing. 3: the centre of the picture is hashed too. 4: the DCT hash is
-# read from the unrounded 32x32 grid.
+# read from the 32x32 grid in 16ths of a grey level; borders of up to 75% of a side come off.
 HASHING_VERSION = 4
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 # JPEG can decode at 1/2, 1/4 or 1/8 scale. Asking for at least this many pixels on each side
