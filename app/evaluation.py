@@ -240,8 +240,9 @@ def _crop(
 
 T = Image.Transpose
 # name -> (kind, edit). Kinds: "benign" edits must keep recall, "border" and "overlay" ones too (a
-# frame around the picture; text, a logo or a sticker over a corner of it); "crop" and "hard" ones
-# change the picture's frame; "orientation" ones need all_orientations.
+# frame around the picture, an app's bars and buttons included; text, a logo or a sticker over a
+# corner of it); "crop" and "hard" ones change the picture's frame; "orientation" ones need
+# all_orientations.
 EDITS: dict[str, tuple[str, Edit]] = {
     "resize 50%": ("benign", lambda im: _save(_scaled(im, 0.5))),
     "resize 200%": ("benign", lambda im: _save(_scaled(im, 2.0))),
@@ -292,7 +293,7 @@ EDITS: dict[str, tuple[str, Edit]] = {
     "grey frame 1%": ("border", lambda im: _save(_framed(im, 0.01, (128, 128, 128)))),
     "white padding to a square": ("border", lambda im: _save(_padded_square(im))),
     "in a 16:9 video frame": ("border", lambda im: _save(_video_frame(im))),
-    "screenshot with app chrome": ("hard", lambda im: _save(_screenshot(im), "PNG")),
+    "screenshot with app chrome": ("border", lambda im: _save(_screenshot(im), "PNG")),
     "crop 10%": ("crop", lambda im: _save(_crop(im, 0.10))),
     "crop 10% off-centre": ("crop", lambda im: _save(_crop(im, 0.10, share_left=0.2, share_top=0.9))),
     "crop 15% off-centre": ("crop", lambda im: _save(_crop(im, 0.15, share_left=1.0, share_top=0.3))),

@@ -7,7 +7,7 @@ import pytest
 from helpers import encode, grey_of, make_photo
 from PIL import Image, ImageOps
 
-from app.imaging.borders import MAX_TRIM_SHARE, content_box, content_boxes
+from app.imaging.borders import MAX_TRIM_SHARE, content_box, content_cuts
 from app.imaging.hashing import hamming, hash_image_bytes
 
 
@@ -108,14 +108,31 @@ def test_a_flat_region_that_fades_into_the_picture_is_not_a_border() -> None:
     assert content_box(pixels.round().astype(np.uint8)) == (0, 300, 0, 400)
 
 
-def test_padding_the_colour_of_a_pale_picture_edge_comes_off_only_in_the_unpadded_box() -> None:
+def test_padding_the_colour_of_a_pale_picture_edge_comes_off_only_in_the_unpadded_cut() -> None:
     # A sky a few levels under white, darker below: white padding above it does not end at an
     # edge, so the border trim keeps it (a clipped sky would look the same); the other box drops it.
     sky = np.linspace(246, 120, 200)[:, np.newaxis] + np.zeros((1, 300))
     picture = (sky + np.random.default_rng(1).normal(0, 2, sky.shape)).clip(0, 255).astype(np.uint8)
     padded = np.full((300, 300), 255, np.uint8)
     padded[50:250] = picture
-    box, unpadded = content_boxes(padded)
+    box, unpadded, _ = content_cuts(padded)
     assert box[0] == 0 and abs(box[1] - 250) <= 3  # the white below ends at the dark ground
     assert abs(unpadded[0] - 50) <= 3 and unpadded[1] >= 240  # at most a few lines of the gradient
     assert content_box(picture) == (0, 200, 0, 300)
+
+
+def test_a_picture_in_a_screenshot_is_the_inset_cut() -> None:
+    # Status bar, an app bar with an avatar and a name, the picture, buttons and a caption: lines
+    # of text and icons are not borders, but uniform lines set them apart from the picture.
+    screen = Image.new("L", (400, 600), 250)
+    screen.paste(20, (0, 0, 400, 30))
+    screen.paste(128, (10, 45, 60, 95))  # the avatar
+    screen.paste(0, (70, 60, 200, 75))  # the name
+    screen.paste(PHOTO.convert("L"), (0, 110))  # 400 x 300
+    screen.paste(0, (10, 430, 40, 460))  # buttons
+    screen.paste(0, (60, 430, 90, 460))
+    screen.paste(0, (10, 480, 300, 495))  # the caption
+    cuts = content_cuts(np.asarray(screen))
+    assert cuts.trimmed[:2] != (110, 410)
+    assert near(cuts.inset, (110, 410, 0, 400))
+    assert content_cuts(grey(PHOTO)).inset == (0, 300, 0, 400)

@@ -12,7 +12,7 @@ from helpers import SHARED_IMAGES, needs_shared, search, upload
 from PIL import Image, ImageOps
 
 from app.config import Settings
-from app.evaluation import _crop, _filter_vivid, _outlined_text, _padded_square, _save, viewed
+from app.evaluation import _crop, _filter_vivid, _outlined_text, _padded_square, _save, _screenshot, viewed
 from app.factory import create_app
 from app.image_index import Found, ImageIndex
 from app.imaging import HASHING_VERSION, hash_image_bytes
@@ -68,6 +68,15 @@ def test_a_copy_padded_with_the_colour_of_its_pale_edge_is_found_unpadded(client
     padded = _save(_padded_square(ImageOps.contain(viewed(original), (1024, 1024))))
     assert ids(search(client, padded, confirm="false")) == []
     assert ids(search(client, padded)) == ["original"]
+
+
+@needs_shared
+def test_a_screenshot_of_a_picture_is_found_by_the_picture_inset_in_it(client: TestClient) -> None:
+    original = (SHARED_IMAGES / "dev" / PHOTO).read_bytes()
+    assert upload(client, original, image_id="original").status_code == 201
+    screenshot = _save(_screenshot(ImageOps.contain(viewed(original), (1024, 1024))), "PNG")
+    assert ids(search(client, screenshot, confirm="false")) == []
+    assert ids(search(client, screenshot)) == ["original"]
 
 
 @needs_shared

@@ -1,6 +1,8 @@
 """Uniform borders (letterbox, pillarbox, frames, padding) found on a grey image, so that a
 bordered copy hashes like the picture inside it. Pure functions."""
 
+from typing import NamedTuple
+
 import numpy as np
 from PIL import Image
 
@@ -20,15 +22,27 @@ _STEP = 16  # lines examined at a time: most images have no border, and stop at 
 Box = tuple[int, int, int, int]  # (top, bottom, left, right): slice bounds of a grey image
 
 
+class Cuts(NamedTuple):
+    """Where the picture of a grey image may lie (slice bounds): `trimmed`, without its uniform
+    borders (what is stored); and two more guesses a search tries as well, each the same box
+    where nothing tells them apart. `unpadded`: also without every flat margin, whether or not it
+    ends at an edge (a pale sky padded with white). `inset`: the longest run of lines that are not
+    uniform, both ways (a picture in a screenshot, set apart from its app bars, buttons and caption
+    by uniform lines)."""
+
+    trimmed: Box
+    unpadded: Box
+    inset: Box
+
+
 def content_box(grey: np.ndarray) -> Box:
     """The slice bounds of `grey` (rows x cols, uint8) without its uniform borders; the whole
     image when trimming would leave too little (a flat image)."""
-    return content_boxes(grey)[0]
+    return content_cuts(grey).trimmed
 
 
-def content_boxes(grey: np.ndarray) -> tuple[Box, Box]:
-    """`content_box`, and the box without every flat margin, whether or not it ends at an edge
-    (the picture of a copy padded with the colour of the picture's own edge).
+def content_cuts(grey: np.ndarray) -> Cuts:
+    """The Cuts of `grey`.
 
     Borders are looked for on the image shrunk to a shorter side of SEARCH_SIDE (box filter):
     grain and JPEG noise average out as much on a large copy as on a small one, so that every
@@ -37,7 +51,7 @@ def content_boxes(grey: np.ndarray) -> tuple[Box, Box]:
     height, width = grey.shape
     scale = min(height, width) / SEARCH_SIDE
     if scale <= 1:
-        return _content_box(grey, edge=True), _content_box(grey, edge=False)
+        return _cuts(grey)
     small = Image.fromarray(grey).resize((round(width / scale), round(height / scale)), Image.Resampling.BOX)
     to_rows, to_cols = height / small.height, width / small.width
 
@@ -45,23 +59,52 @@ def content_boxes(grey: np.ndarray) -> tuple[Box, Box]:
         top, bottom, left, right = box
         return round(top * to_rows), round(bottom * to_rows), round(left * to_cols), round(right * to_cols)
 
-    pixels = np.asarray(small)
-    return scaled(_content_box(pixels, edge=True)), scaled(_content_box(pixels, edge=False))
+    return Cuts(*(scaled(box) for box in _cuts(np.asarray(small))))
 
 
-def _content_box(grey: np.ndarray, *, edge: bool) -> Box:
-    """content_boxes' at the size given (`edge`: borders must end at an edge). Trimmed again until
-    nothing more comes off, so that a frame around a picture whose own edge is flat (a dark
-    foreground, a studio backdrop) comes off with that edge, as it does from the picture alone:
-    both hash alike. Without `edge`, once more at the end: a flat margin comes off in one pass, and
-    more passes would each eat a few lines of a gradient."""
+def _cuts(grey: np.ndarray) -> Cuts:
+    """content_cuts at the size given. The border trim is repeated until nothing more comes off,
+    so that a frame around a picture whose own edge is flat (a dark foreground, a studio backdrop)
+    comes off with that edge, as it does from the picture alone: both hash alike. The margins
+    without an edge come off in one more pass: more passes would each eat a few lines of a
+    gradient."""
     box = (0, grey.shape[0], 0, grey.shape[1])
     for _ in range(_MAX_PASSES):
         trimmed = _trimmed(grey, box, edge=True)
         if trimmed == box:
             break
         box = trimmed
-    return box if edge else _trimmed(grey, box, edge=False)
+    return Cuts(box, _trimmed(grey, box, edge=False), _inset(grey))
+
+
+def _inset(grey: np.ndarray) -> Box:
+    """The longest run of rows that are not uniform (every pixel within BORDER_TOLERANCE of the
+    row's median), then within it the longest run of such columns; the whole image where either
+    would leave too little."""
+    height, width = grey.shape
+    top, bottom = _longest_run(~_uniform(grey))
+    if bottom - top < max(1, height * (1 - MAX_TRIM_SHARE)):
+        return 0, height, 0, width
+    left, right = _longest_run(~_uniform(grey[top:bottom].T))
+    if right - left < max(1, width * (1 - MAX_TRIM_SHARE)):
+        left, right = 0, width
+    return top, bottom, left, right
+
+
+def _uniform(lines: np.ndarray) -> np.ndarray:
+    median = np.median(lines, axis=1, keepdims=True)
+    deviation: np.ndarray = np.abs(lines.astype(np.int16) - median).max(axis=1)
+    return deviation <= BORDER_TOLERANCE
+
+
+def _longest_run(flags: np.ndarray) -> tuple[int, int]:
+    """The slice bounds of the longest run of True in `flags` (the first of equal ones)."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(np.int8), [0]))))
+    if not len(edges):
+        return 0, 0
+    starts, ends = edges[::2], edges[1::2]
+    longest = int(np.argmax(ends - starts))
+    return int(starts[longest]), int(ends[longest])
 
 
 def _trimmed(grey: np.ndarray, box: Box, *, edge: bool) -> Box:

@@ -22,7 +22,7 @@ import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
-from app.imaging.borders import Box, content_boxes
+from app.imaging.borders import Box, content_cuts
 from app.imaging.jpeg_dc import dc_scans_only
 from app.imaging.resample import TALL, WIDE, lanczos_grids, rounded8
 from app.imaging.scratch import SCRATCH
@@ -48,10 +48,11 @@ _JPEG_DC_ONLY_SIDE = 8 * JPEG_DRAFT_SIDE
 # side, so a tiny file of 1 x 100,000,000 pixels (within the pixel limit) would need 20 GB.
 MAX_SIDE = 65_535
 DCT_SIDE = 32  # as imagehash.phash: 8 x its high-frequency factor 4
-# The DCT's 32x32 grid is rounded to this many grey levels, not to 1 as Pillow stores it: a flat
-# picture's faint texture lies within a level, where 8 bits leave only ties that noise breaks
-# either way; and any rounding keeps a flat or mirror-symmetric image exactly so, where the
-# weights' fixed point and float arithmetic move a value by at most ~0.02.
+# The DCT's 32x32 grid is rounded to this fraction of a grey level, not to whole levels (and not
+# clipped to 0-255) as Pillow stores it: a flat picture's faint texture lies within a level, where
+# 8 bits leave only ties that noise breaks either way; and any rounding keeps a flat or
+# mirror-symmetric image exactly so, where the weights' fixed point and float arithmetic move a
+# value by at most ~0.02.
 DCT_GRID_STEP = 1 / 16
 # Parts of the picture hashed besides the whole, as (top, bottom, left, right) shares of its sides.
 # The centre, kept with every image: captions, logos and meme text along the edges fall outside it.
@@ -145,12 +146,12 @@ class Signature:
 @dataclass(frozen=True, slots=True)
 class Parts:
     """What a search compares: the whole picture's hashes, its centre's (None where not known), and
-    for a searched picture its windows' (`WINDOWS`) and its `unpadded` whole (ImageHashes')."""
+    for a searched picture its windows' (`WINDOWS`) and its `alternatives` (ImageHashes')."""
 
     whole: Signature
     centre: Signature | None = None
     windows: tuple[Signature, ...] = ()
-    unpadded: Signature | None = None
+    alternatives: tuple[Signature, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,19 +172,20 @@ class Grids:
 
 @dataclass(frozen=True, slots=True)
 class ImageHashes:
-    """The hashes of one image: of the whole picture, of its `CENTRE`, and of its `WINDOWS`; and,
-    where it differs, of the whole picture with every flat margin trimmed (`unpadded`), even one
-    that fades into the picture rather than ending at an edge. A picture padded with the colour of
-    its own edge (a pale sky padded with white) keeps its padding in `whole`, since the edge test
-    of the border trim (app/imaging/borders.py) cannot tell it from the picture; `unpadded` is the
-    picture. Only a search uses it: the stored `whole` is the one that holds under brightening."""
+    """The hashes of one image: of the whole picture, of its `CENTRE`, and of its `WINDOWS`; and of
+    the `alternatives`, the picture cut out of the image otherwise (the `unpadded` and `inset`
+    boxes of app/imaging/borders.py, where they differ from the trimmed one and from each other).
+    A picture padded with the colour of its own edge (a pale sky padded with white) keeps its
+    padding in `whole`, since the border trim's edge test cannot tell it from the picture, and a
+    picture in a screenshot keeps the app's bars and buttons. Only a search compares the
+    alternatives: the stored `whole` is the cut that holds under brightening."""
 
     width: int
     height: int
     whole: Grids
     centre: Grids
     windows: tuple[Grids, ...]
-    unpadded: Grids | None = None
+    alternatives: tuple[Grids, ...] = ()
 
     @property
     def dhash(self) -> int:
@@ -207,7 +209,7 @@ class ImageHashes:
             self.signature,
             self.centre.signature,
             tuple(w.signature for w in self.windows),
-            None if self.unpadded is None else self.unpadded.signature,
+            tuple(a.signature for a in self.alternatives),
         )
 
 
@@ -314,8 +316,8 @@ def _decoded_hashes(image: Image.Image, data: bytes) -> ImageHashes:
         raise CorruptImage(f"the {image.format} image could not be decoded: {exc}") from exc
     width, height = _turned(size, orientation)
     with lent_grey(displayed) as grey:
-        box, bare = content_boxes(grey)
-        picture = grey[_slices(box)]
+        cuts = content_cuts(grey)
+        picture = grey[_slices(cuts.trimmed)]
         whole = grids_of(picture)
         shrink = min(picture.shape) // PART_SIDE
         small = np.asarray(Image.fromarray(picture).reduce(shrink)) if shrink >= 2 else picture
@@ -325,7 +327,9 @@ def _decoded_hashes(image: Image.Image, data: bytes) -> ImageHashes:
             whole=whole,
             centre=grids_of(part_of(small, CENTRE)),
             windows=tuple(grids_of(part_of(small, window)) for window in WINDOWS),
-            unpadded=None if bare == box else grids_of(grey[_slices(bare)]),
+            alternatives=tuple(
+                grids_of(grey[_slices(box)]) for box in dict.fromkeys(cuts[1:]) if box != cuts.trimmed
+            ),
         )
 
 

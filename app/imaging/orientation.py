@@ -59,7 +59,7 @@ def variants_of_image(hashes: ImageHashes) -> dict[Orientation, Parts]:
             _turned(hashes.whole, undo),
             _turned(hashes.centre, undo),
             tuple(_turned(window, undo) for window in hashes.windows),
-            None if hashes.unpadded is None else _turned(hashes.unpadded, undo),
+            tuple(_turned(alternative, undo) for alternative in hashes.alternatives),
         )
         for orientation, undo in _UNDO.items()
     }

@@ -1,9 +1,9 @@
 """Matching: which stored images look like a query. Candidates come from the index by the distance
-of the whole picture's dHash or DCT hash, or of its centre's dHash, in any orientation when asked;
-each is then judged on all its hashes at once, by one score (`score`), the best of the whole
-pictures' and of the centres'. Reads only."""
+of the whole picture's dHash or DCT hash (or of a searched picture's alternative cuts'), or of its
+centre's dHash, in any orientation when asked; each is then judged on all its hashes at once, by one
+score (`score`), the best of the whole pictures' and of the centres'. Reads only."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
 
 from app.errors import ImageNotFound
@@ -44,7 +44,7 @@ def signature_score(a: Signature, b: Signature) -> float:
 
 def parts_score(query: Parts, record: ImageRecord) -> float:
     """A candidate's score: the best of its whole picture's against the query's (and the query's
-    unpadded whole), and of its centre against the query's centre and windows (a copy with text
+    alternative cuts), and of its centre against the query's centre and windows (a copy with text
     along its edges, or cropped)."""
     whole = whole_of(record)
     best = min(signature_score(part, whole) for part in _whole_parts(query))
@@ -139,19 +139,19 @@ class Matching:
 
     def find(self, query: Query, options: SearchOptions, *, exclude_key: int | None = None) -> list[Match]:
         """Stored images whose whole picture's dHash is within `max_distance` of the query's, or
-        when confirmation is asked of the query's unpadded whole's, or whose whole picture's DCT
-        hash is within it of either's, or whose centre's dHash is within it of the query's centre
-        or windows; and whose score is at most `max_score`; in any
+        when confirmation is asked of an alternative cut's, or whose whole picture's DCT hash is
+        within it of theirs, or whose centre's dHash is within it of the query's centre or
+        windows; and whose score is at most `max_score`; in any
         of the query's variants when asked; nearest first (by the whole pictures' dHash
         distance), ties by id."""
         variants = _variants(query, options)
         # Unconfirmed, a search is the plain dHash's: a part alone is no evidence without a score.
         whole_parts = [_whole_parts(p) if options.confirm else (p.whole,) for p in variants.values()]
-        dct_parts = [_dct_parts(p) if options.confirm else () for p in variants.values()]
+        dct_parts = [_dct_hashes(p) if options.confirm else () for p in variants.values()]
         centre_parts = [_centre_parts(p) if options.confirm else () for p in variants.values()]
         found = self.index.search(
             [part.dhash for parts in whole_parts for part in parts],
-            [part.dct for parts in dct_parts for part in parts if part.dct is not None],
+            [dct for dcts in dct_parts for dct in dcts],
             [part.dhash for parts in centre_parts for part in parts],
             max_distance=self._threshold(options),
         )
@@ -283,15 +283,15 @@ def match_order(match: Match) -> tuple[int, str]:
 
 
 def _whole_parts(parts: Parts) -> tuple[Signature, ...]:
-    """The parts of a query compared with stored whole pictures: its whole, and its unpadded whole."""
-    return (parts.whole,) + ((parts.unpadded,) if parts.unpadded is not None else ())
+    """The parts of a query compared with stored whole pictures: its whole and its alternatives."""
+    return (parts.whole, *parts.alternatives)
 
 
-def _dct_parts(parts: Parts) -> tuple[Signature, ...]:
-    """The parts of a query whose DCT hashes are looked up among the stored whole pictures': its
-    wholes' where known. The score is a mean of three distances, and a copy whose dHash a filter
-    or a vignette moved past the radius often keeps its DCT hash near."""
-    return tuple(part for part in _whole_parts(parts) if part.dct is not None)
+def _dct_hashes(parts: Parts) -> tuple[int, ...]:
+    """The DCT hashes of a query looked up among the stored whole pictures': its whole parts',
+    where known. The score is a mean of three distances, and a copy whose dHash a filter or a
+    vignette moved past the radius often keeps its DCT hash near."""
+    return tuple(part.dct for part in _whole_parts(parts) if part.dct is not None)
 
 
 def _centre_parts(parts: Parts) -> tuple[Signature, ...]:
@@ -299,7 +299,7 @@ def _centre_parts(parts: Parts) -> tuple[Signature, ...]:
     return ((parts.centre,) if parts.centre is not None else ()) + parts.windows
 
 
-def _split(found: list[Hits], parts: list[tuple[Signature, ...]]) -> Iterator[list[Hits]]:
+def _split(found: list[Hits], parts: Sequence[Sized]) -> Iterator[list[Hits]]:
     """The index's answers to every variant's parts in one list, split by variant."""
     at = 0
     for variant_parts in parts:
@@ -308,21 +308,22 @@ def _split(found: list[Hits], parts: list[tuple[Signature, ...]]) -> Iterator[li
 
 
 def _near(parts: Parts, record: ImageRecord, threshold: int, by_parts: bool) -> bool:
-    """Whether a record is a candidate for a query: the whole pictures' dHashes within
-    `threshold`, or (`by_parts`) the record's whole's and the query's unpadded whole's, or the
-    whole pictures' DCT hashes, or the record's centre's and the query's centre's or a window's."""
-    if hamming(parts.whole.dhash, record.dhash) <= threshold:
-        return True
+    """Whether a record is a candidate for a query, as `Matching.find` looks them up: the whole
+    pictures' dHashes within `threshold`; or (`by_parts`) the record's whole's and an
+    alternative's, the whole pictures' DCT hashes, or the record's centre's and the query's
+    centre's or a window's."""
     if not by_parts:
-        return False
-    if any(hamming(part.dhash, record.dhash) <= threshold for part in _whole_parts(parts)):
-        return True
-    if record.dct_hash is not None and any(
-        hamming(part.dct, record.dct_hash) <= threshold for part in _dct_parts(parts) if part.dct is not None
-    ):
-        return True
-    return record.centre_dhash is not None and any(
-        hamming(part.dhash, record.centre_dhash) <= threshold for part in _centre_parts(parts)
+        return hamming(parts.whole.dhash, record.dhash) <= threshold
+    return (
+        any(hamming(part.dhash, record.dhash) <= threshold for part in _whole_parts(parts))
+        or (
+            record.dct_hash is not None
+            and any(hamming(dct, record.dct_hash) <= threshold for dct in _dct_hashes(parts))
+        )
+        or (
+            record.centre_dhash is not None
+            and any(hamming(part.dhash, record.centre_dhash) <= threshold for part in _centre_parts(parts))
+        )
     )
 
 
