@@ -158,12 +158,18 @@ def test_the_snapshot_keeps_every_index(tmp_path: Path) -> None:
     )
 
 
-def test_a_snapshot_of_one_index_is_refused_and_leaves_the_index_as_it_was(tmp_path: Path) -> None:
-    """A snapshot written before the centres were indexed holds the whole pictures' index alone."""
+@pytest.mark.parametrize("held", [("whole",), ("whole", "centre")], ids=["version 2", "version 3"])
+def test_an_older_snapshot_is_refused_and_leaves_the_index_as_it_was(
+    tmp_path: Path, held: tuple[str, ...]
+) -> None:
+    """A snapshot written before the centres were indexed holds the whole pictures' index alone;
+    one written before the DCT hashes were, the whole pictures' and the centres'."""
     index = ImageIndex()
     index.add(StoredHashes(*(np.array(v, dtype=t) for v, t in [([1], np.int64), ([5], np.uint64)] * 3)))
     older = tmp_path / "older"
-    index.whole.save(older)
+    with open(older, "wb") as out:
+        for name in held:
+            getattr(index, name).frozen().write(out)
     with pytest.raises(ValueError):
         index.load(older)
     assert index.search([5], [5], [5], max_distance=0) == Found([[(1, 0)]], [[(1, 0)]], [[(1, 0)]])

@@ -84,3 +84,46 @@ def test_the_variant_that_scores_best_is_the_match() -> None:
         assert service.matching.find(query, SearchOptions()) == [match]
     finally:
         service.close()
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        # the dHash 12 bits away, the DCT hash 2: a candidate by the DCT hash, a score of 18/3
+        pytest.param(Parts(Signature((1 << 12) - 1, 0b1111, 0b11)), id="by the DCT hash"),
+        # the trimmed picture far in every hash, an alternative cut 3 bits of dHash away
+        pytest.param(
+            Parts(Signature(*[(1 << 64) - 1] * 3), alternatives=(Signature(0b111, 0, 0),)),
+            id="by an alternative cut",
+        ),
+    ],
+)
+def test_a_batch_finds_the_candidates_a_search_finds(parts: Parts) -> None:
+    """`match_among` (the earlier files of a batch) finds by the same hashes as the index search,
+    and neither does unconfirmed, where only the whole pictures' dHashes count."""
+    service = build_service(Settings(), store=MemoryImageStore())
+    with service.store.writing() as write:
+        write.add(
+            [
+                NewImage(
+                    id="p",
+                    dhash=0,
+                    width=1,
+                    height=1,
+                    dhash_vertical=0,
+                    dct_hash=0,
+                    hashing_version=HASHING_VERSION,
+                )
+            ]
+        )
+    service.start()
+    try:
+        query = Query({Orientation.ORIGINAL: parts}, sha256=None)
+        [match] = service.matching.find(query, SearchOptions())
+        assert match.record.id == "p" and match.score <= 10
+        assert service.matching.match_among(query, [service.get("p")], SearchOptions()) == [match]
+        unconfirmed = SearchOptions(confirm=False)
+        assert service.matching.find(query, unconfirmed) == []
+        assert service.matching.match_among(query, [service.get("p")], unconfirmed) == []
+    finally:
+        service.close()

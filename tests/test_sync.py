@@ -43,12 +43,13 @@ def write(settings: Settings, images: dict[str, int]) -> None:
     store.close()
 
 
-def centred(image_id: str, *, dhash: int, centre: int) -> NewImage:
+def centred(image_id: str, *, dhash: int, centre: int, dct: int | None = None) -> NewImage:
     return NewImage(
         id=image_id,
         dhash=dhash,
         width=None,
         height=None,
+        dct_hash=dct,
         centre_dhash=centre,
         centre_vertical=centre,
         centre_dct=centre,
@@ -231,13 +232,13 @@ def test_the_index_follows_the_store_while_a_snapshot_is_written(
 
     monkeypatch.setattr(Snapshots, "save", slow_save)
     with store.writing() as transaction:
-        (first,) = transaction.add([centred("first", dhash=1, centre=3)])
+        (first,) = transaction.add([centred("first", dhash=1, centre=3, dct=5)])
     syncer = IndexSyncer(store, ImageIndex(), interval_s=0.01, snapshots=snapshots, snapshot_interval_s=0.01)
     syncer.start()
     try:
         assert writing.wait(30)
         with store.writing() as transaction:
-            (later,) = transaction.add([centred("later", dhash=2, centre=4)])
+            (later,) = transaction.add([centred("later", dhash=2, centre=4, dct=6)])
             position = transaction.position
         assert syncer.wait_for(position, timeout_s=30)
     finally:
@@ -248,6 +249,6 @@ def test_the_index_follows_the_store_while_a_snapshot_is_written(
     loaded = ImageIndex()
     loaded.load(latest[0])
     assert len(loaded) == 2
-    # the indexes of the whole pictures' dHashes and of the centres'
-    found = loaded.search([1, 2], [], [3, 4], max_distance=0)
-    assert found.wholes == found.centres == [[(first.key, 0)], [(later.key, 0)]]
+    # every index: of the whole pictures' dHashes, of their DCT hashes and of the centres'
+    found = loaded.search([1, 2], [5, 6], [3, 4], max_distance=0)
+    assert found.wholes == found.dcts == found.centres == [[(first.key, 0)], [(later.key, 0)]]

@@ -1,9 +1,10 @@
 """The pairs of duplicates among the stored images, at the default threshold, kept in memory by a
 thread that follows the store's log one step behind the index.
 
-When it applies the add at position p, it searches the index for p's dHash and keeps the hits
-q < p: each pair is found once, from its later image, whatever else the index holds by then
-(an image deleted since is dropped with its tombstone). Every replica so ends with the same pairs.
+When it applies the add at position p, it searches the indexes for p's hashes (the whole
+picture's dHash and DCT hash, the centre's dHash) and keeps the hits q < p: each pair is found
+once, from its later image, whatever else the index holds by then (an image deleted since is
+dropped with its tombstone). Every replica so ends with the same pairs.
 Pairs are kept unconfirmed, with their DCT distance, so `confirm=false` is served from them too.
 
 The pairs at any position are those among the images stored then: they are saved beside the index
@@ -64,8 +65,8 @@ class PairsStatus:
 
 
 class DuplicatePairs:
-    """Candidate pairs (the whole pictures' or the centres' dHashes within the matching's
-    `max_distance`) among the stored images."""
+    """Candidate pairs (the whole pictures' dHashes or DCT hashes, or the centres' dHashes, within
+    the matching's `max_distance`) among the stored images."""
 
     def __init__(
         self,
