@@ -54,9 +54,9 @@ def test_matches_equal_a_sorted_brute_force(
     assert [(m.distance, m.record.id) for m in found] == expected[:limit]
 
 
-def test_the_variant_that_scores_best_is_the_match() -> None:
-    """A turned variant nearer in dHash but refuted by the other hashes does not hide the original,
-    which is farther in dHash but agrees in all three."""
+@pytest.fixture
+def zeros() -> Iterator[DoppelService]:
+    """A service that stores one image, "p", all of whose hashes are 0."""
     service = build_service(Settings(), store=MemoryImageStore())
     with service.store.writing() as write:
         write.add(
@@ -73,17 +73,21 @@ def test_the_variant_that_scores_best_is_the_match() -> None:
             ]
         )
     service.start()
-    try:
-        agreeing = Parts(Signature(0b1111111, 0, 0))  # 7 bits of dHash away, the others equal: a score of 7/3
-        refuted = Parts(Signature(1, (1 << 30) - 1, (1 << 30) - 1))  # 1 bit away, the others 30: 61/3
-        query = Query({Orientation.ORIGINAL: agreeing, Orientation.FLIP_HORIZONTAL: refuted}, sha256=None)
-        options = SearchOptions(all_orientations=True)
-        [match] = service.matching.find(query, options)
-        assert (match.orientation, match.distance, match.score) == (Orientation.ORIGINAL, 7, 7 / 3)
-        assert service.matching.match_among(query, [service.get("p")], options) == [match]
-        assert service.matching.find(query, SearchOptions()) == [match]
-    finally:
-        service.close()
+    yield service
+    service.close()
+
+
+def test_the_variant_that_scores_best_is_the_match(zeros: DoppelService) -> None:
+    """A turned variant nearer in dHash but refuted by the other hashes does not hide the original,
+    which is farther in dHash but agrees in all three."""
+    agreeing = Parts(Signature(0b1111111, 0, 0))  # 7 bits of dHash away, the others equal: a score of 7/3
+    refuted = Parts(Signature(1, (1 << 30) - 1, (1 << 30) - 1))  # 1 bit away, the others 30: 61/3
+    query = Query({Orientation.ORIGINAL: agreeing, Orientation.FLIP_HORIZONTAL: refuted}, sha256=None)
+    options = SearchOptions(all_orientations=True)
+    [match] = zeros.matching.find(query, options)
+    assert (match.orientation, match.distance, match.score) == (Orientation.ORIGINAL, 7, 7 / 3)
+    assert zeros.matching.match_among(query, [zeros.get("p")], options) == [match]
+    assert zeros.matching.find(query, SearchOptions()) == [match]
 
 
 @pytest.mark.parametrize(
@@ -98,32 +102,13 @@ def test_the_variant_that_scores_best_is_the_match() -> None:
         ),
     ],
 )
-def test_a_batch_finds_the_candidates_a_search_finds(parts: Parts) -> None:
+def test_a_batch_finds_the_candidates_a_search_finds(zeros: DoppelService, parts: Parts) -> None:
     """`match_among` (the earlier files of a batch) finds by the same hashes as the index search,
     and neither does unconfirmed, where only the whole pictures' dHashes count."""
-    service = build_service(Settings(), store=MemoryImageStore())
-    with service.store.writing() as write:
-        write.add(
-            [
-                NewImage(
-                    id="p",
-                    dhash=0,
-                    width=1,
-                    height=1,
-                    dhash_vertical=0,
-                    dct_hash=0,
-                    hashing_version=HASHING_VERSION,
-                )
-            ]
-        )
-    service.start()
-    try:
-        query = Query({Orientation.ORIGINAL: parts}, sha256=None)
-        [match] = service.matching.find(query, SearchOptions())
-        assert match.record.id == "p" and match.score <= 10
-        assert service.matching.match_among(query, [service.get("p")], SearchOptions()) == [match]
-        unconfirmed = SearchOptions(confirm=False)
-        assert service.matching.find(query, unconfirmed) == []
-        assert service.matching.match_among(query, [service.get("p")], unconfirmed) == []
-    finally:
-        service.close()
+    query = Query({Orientation.ORIGINAL: parts}, sha256=None)
+    [match] = zeros.matching.find(query, SearchOptions())
+    assert match.record.id == "p" and match.score <= 10
+    assert zeros.matching.match_among(query, [zeros.get("p")], SearchOptions()) == [match]
+    unconfirmed = SearchOptions(confirm=False)
+    assert zeros.matching.find(query, unconfirmed) == []
+    assert zeros.matching.match_among(query, [zeros.get("p")], unconfirmed) == []
