@@ -1,5 +1,6 @@
 """Uniform borders (letterbox, pillarbox, frames, padding) found on a grey image, so that a
-bordered copy hashes like the picture inside it. Pure functions."""
+bordered copy hashes like the picture inside it; and two more guesses of where the picture lies,
+for a search (padding the colour of its edge, a screenshot's bars and buttons). Pure functions."""
 
 from typing import NamedTuple
 
