@@ -108,8 +108,8 @@ def add_scan_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParse
         "--max-distance",
         type=_distance,
         metavar="N",
-        help="candidates within this dHash distance in bits, 0-64, then judged by their score "
-        "(default DOPPEL_MAX_DISTANCE, 10)",
+        help="candidates within this distance in bits (dHash, DCT hash or centre), 0-64, then judged by "
+        "their score (default DOPPEL_MAX_DISTANCE, 10)",
     )
     scan.add_argument(
         "--all-orientations", action="store_true", help="also match mirrored and quarter-turned copies"

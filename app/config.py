@@ -59,14 +59,15 @@ class Settings(BaseSettings):
         10,
         ge=0,
         le=64,
-        description="Default dHash distance (bits) at or under which a stored image is a candidate.",
+        description="Default distance (bits) at or under which a stored image is a candidate: of the dHash, "
+        "or with the score of the DCT hash or of the centre's dHash.",
     )
     max_score: float = Field(
         10.0,
         ge=0,
         le=64,
-        description="A dHash candidate matches when its score, the weighted mean of its dHash, vertical "
-        "dHash and DCT hash distances (bits), is at most this (docs/accuracy.md).",
+        description="A candidate matches when its score, the mean of its dHash, vertical dHash and DCT "
+        "hash distances (bits), is at most this (docs/accuracy.md).",
     )
     thumbnails: bool = Field(
         True, description="Keep a small WebP thumbnail (160 px) of each uploaded image, for the page at /."
