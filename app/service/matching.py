@@ -141,9 +141,8 @@ class Matching:
         """Stored images whose whole picture's dHash is within `max_distance` of the query's, or
         when confirmation is asked of an alternative cut's, or whose whole picture's DCT hash is
         within it of theirs, or whose centre's dHash is within it of the query's centre or
-        windows; and whose score is at most `max_score`; in any
-        of the query's variants when asked; nearest first (by the whole pictures' dHash
-        distance), ties by id."""
+        windows; and whose score is at most `max_score`; in any of the query's variants when
+        asked; nearest first (by the whole pictures' dHash distance), ties by id."""
         variants = _variants(query, options)
         # Unconfirmed, a search is the plain dHash's: a part alone is no evidence without a score.
         whole_parts = [_whole_parts(p) if options.confirm else (p.whole,) for p in variants.values()]
