@@ -1,12 +1,13 @@
 """The accuracy evaluation command: `python main.py eval DIR...`."""
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from helpers import make_photo
 
 from app.cli import main
-from app.evaluation import EDITS, HALVES, evaluate, half_of, split
+from app.evaluation import BENIGN_KINDS, EDITS, HALVES, Report, _half_tables, evaluate, half_of, split
 
 
 def photos(folder: Path, count: int) -> Path:
@@ -50,6 +51,12 @@ def test_every_copy_is_searched_and_counted(originals: Path) -> None:
             assert report.found["default"][edit] == count
         assert report.found["all orientations"]["flip horizontal"] == count
         assert all(c.right for c in report.candidates if c.distance <= 2)
+        # every benign-kind copy the default missed is counted against its original
+        benign = [e for e, (kind, _) in EDITS.items() if kind in BENIGN_KINDS]
+        assert sum(report.missed.values()) == sum(
+            report.total[e] - report.found["default"][e] for e in benign
+        )
+        assert set(report.missed) <= set(split([originals], [], 0)[half].originals)
 
 
 def test_eval_command_prints_both_halves(originals: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -59,6 +66,14 @@ def test_eval_command_prints_both_halves(originals: Path, capsys: pytest.Capture
     assert out.count("| resize 50% | benign | 100.0% | 100.0% | 100.0% |") == 2
     assert "| **all border edits** |" in out and "| **all orientation edits** |" in out
     assert "wrong matches" in out and "Score sweep" in out
+
+
+def test_the_most_missed_originals_are_named() -> None:
+    report = Report(missed=Counter({"dev:flat.png": 14, "dev:wide.png": 10, "dev:a.png": 1}))
+    lines = _half_tables(report)
+    most = "dev:flat.png 14, dev:wide.png 10, dev:a.png 1"
+    assert f"Benign copies missed by default, by original (most missed first): {most}." in lines
+    assert not any("missed by default" in line for line in _half_tables(Report()))
 
 
 def test_eval_refuses_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
