@@ -63,7 +63,7 @@ class ImageIndex:
         the centres' dHashes."""
         return Found(
             *(
-                index.search(hashes, max_distance=max_distance) if hashes else []
+                index.search(hashes, max_distance=max_distance)
                 for index, hashes in ((self.whole, wholes), (self.dct, dcts), (self.centre, centres))
             )
         )
