@@ -6,6 +6,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -25,6 +26,7 @@ _UNVERSIONED_COLUMNS = "key, id, dhash, dhash_vertical, dct_hash, sha256, width,
 _INSERT = f"INSERT INTO images ({COLUMNS}) VALUES ({', '.join('?' * len(COLUMNS.split(',')))})"
 # How long a writer waits for another process's write transaction before giving up (503).
 BUSY_TIMEOUT_MS = 30_000
+_WAL_RETRY_S = 0.01  # how soon a refused switch to WAL mode is asked again
 # Room held on the store's disk for deletes: a delete appends to the write-ahead log as any write
 # does, so on a full disk it needs room too. A file of this size beside the database is given up to
 # the delete that finds the disk full (room for thousands of deletes and a checkpoint of the log,
@@ -60,7 +62,7 @@ class SQLiteImageStore:
         try:
             with _store_errors(path):
                 self._check()
-                self._writer.execute("PRAGMA journal_mode=WAL")
+                self._use_wal()
                 self.migrated_from = self._migrate()
                 self.identity: str = self._writer.execute("SELECT identity FROM log_head").fetchone()[0]
                 self._max_pages: int = self._writer.execute("PRAGMA max_page_count").fetchone()[0]
@@ -72,18 +74,38 @@ class SQLiteImageStore:
             self._writer.close()
             raise
 
+    def _use_wal(self) -> None:
+        """Put the file in WAL mode (a mode of the file, kept). Two processes opening a new file at
+        once both ask for it, and SQLite answers one "database is locked" at once rather than wait
+        where waiting could deadlock: the other's switch is then under way, so ask again, until
+        the busy timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._writer.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(_WAL_RETRY_S)
+
     def _check(self) -> None:
         """Refuse, before changing anything, a file written by a newer Doppel, another application's
         database, or a damaged one."""
-        (version,) = self._writer.execute("PRAGMA user_version").fetchone()
+        # One read transaction: a schema another process creates meanwhile is seen whole or not at all.
+        self._writer.execute("BEGIN")
+        try:
+            (version,) = self._writer.execute("PRAGMA user_version").fetchone()
+            tables = {
+                name
+                for (name,) in self._writer.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                )
+            }
+            columns = [row[1] for row in self._writer.execute("PRAGMA table_info(images)")]
+        finally:
+            self._writer.execute("COMMIT")
         pending(version, f"the database {self.path}")
-        tables = {
-            name
-            for (name,) in self._writer.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            )
-        }
-        columns = [row[1] for row in self._writer.execute("PRAGMA table_info(images)")]
         if version == 0:
             # Empty, or Doppel's from before the version was recorded, or another application's.
             same_columns = not columns or ", ".join(columns) == _UNVERSIONED_COLUMNS
