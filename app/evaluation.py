@@ -311,6 +311,11 @@ MODES: dict[str, SearchOptions] = {
     "default": SearchOptions(confirm=True),
     "all orientations": SearchOptions(confirm=True, all_orientations=True),
 }
+# The default search the other way round: every copy stored (in a service of its own), each original
+# searched. A copy is often seen first (a repost before the original), and found then only if its
+# stored hashes hold what the original's search looks for.
+STORED_FIRST = "copy stored first"
+STORED_FIRST_OPTIONS = SearchOptions(limit=None)
 HALVES = ("tune", "held-out")
 BENIGN_KINDS = ("benign", "overlay", "border")
 # The originals named with the count of their benign copies the default missed: where a figure
@@ -448,19 +453,24 @@ def evaluate(
         max_score=max_score,
         max_pixels=10**9,
         max_concurrent_decodes=1,  # it searches one query at a time
+        thumbnails=False,
+        duplicate_groups=False,
     )
     reports = {}
     for name, half in split(folders, distinct_folders, hold_out_every).items():
-        service = build_service(settings, store=MemoryImageStore())
-        service.start()
+        originals, copies = (build_service(settings, store=MemoryImageStore()) for _ in range(2))
+        originals.start()
+        copies.start()
         try:
-            reports[name] = _evaluate(service, half, workers)
+            reports[name] = _evaluate(originals, copies, half, workers)
         finally:
-            service.close()
+            originals.close()
+            copies.close()
     return reports
 
 
-def _evaluate(service: DoppelService, half: Half, workers: int) -> Report:
+def _evaluate(service: DoppelService, copies_service: DoppelService, half: Half, workers: int) -> Report:
+    """One half's figures: `service` indexes its originals, `copies_service` its copies."""
     report = Report()
     indexed = []
     for image_id, path in half.originals.items():
@@ -477,17 +487,46 @@ def _evaluate(service: DoppelService, half: Half, workers: int) -> Report:
             _, matches = service.matching.duplicates_of(image_id, options=options)
             report.wrong[label]["originals (pairs)"] += len(matches) / 2  # type: ignore[assignment]
             report.wrong_pairs[label].update(frozenset((image_id, m.record.id)) for m in matches)
+    stored: list[EvalQuery] = []  # the copies in copies_service, each under its number as id
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for copies in pool.map(edited_copies, indexed):
             for query in copies:
                 _search(service, query, report)
+                _store(copies_service, query, stored)
     for query in half.shipped:
         _search(service, query, report)
-    for path in half.distinct:
-        _search(
-            service, EvalQuery(path.name, None, "distinct (held out)", "distinct", path.read_bytes()), report
-        )
+        _store(copies_service, query, stored)
+    distinct = [
+        EvalQuery(path.name, None, "distinct (held out)", "distinct", path.read_bytes())
+        for path in half.distinct
+    ]
+    for query in distinct:
+        _search(service, query, report)
+    originals = [EvalQuery(image_id, image_id, "", "original", p.read_bytes()) for image_id, p in indexed]
+    for query in originals + distinct:
+        _search_copies(copies_service, query, stored, report)
     return report
+
+
+def _store(service: DoppelService, query: EvalQuery, stored: list[EvalQuery]) -> None:
+    try:
+        service.ingest.add(query.data, image_id=str(len(stored)), metadata={})
+    except DoppelError:
+        return  # refused: counted as not found, as its search is
+    stored.append(query)
+
+
+def _search_copies(service: DoppelService, query: EvalQuery, stored: list[EvalQuery], report: Report) -> None:
+    """Search an original (or a distinct image) among the stored copies."""
+    _, matches = service.matching.search(query.data, options=STORED_FIRST_OPTIONS)
+    for match in matches:
+        copy = stored[int(match.record.id)]
+        if copy.expected == query.expected:
+            report.found[STORED_FIRST][copy.edit] += 1
+        else:
+            by = "held-out distinct images" if query.kind == "distinct" else "originals against stored copies"
+            report.wrong[STORED_FIRST][by] += 1
+            report.wrong_pairs[STORED_FIRST].add(frozenset((query.name, str(copy.expected))))
 
 
 def _search(service: DoppelService, query: EvalQuery, report: Report) -> None:
@@ -555,7 +594,7 @@ def format_report(reports: dict[str, Report], *, max_score: float) -> str:
 
 
 def _half_tables(report: Report) -> list[str]:
-    modes = list(MODES)
+    modes = [*MODES, STORED_FIRST]
     lines = [
         f"{report.originals} originals indexed, {sum(report.total.values())} copies searched, "
         f"{report.distinct} held-out distinct images.",

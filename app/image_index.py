@@ -1,7 +1,8 @@
 """The stored images' hashes in memory, under their keys: exact Hamming indexes of the dHashes of
-the whole pictures, of the DCT hashes of the whole pictures (where known), and of the dHashes of
-their centres (where known), so that a search finds an image by any of them (docs/accuracy.md).
-All are saved to, and loaded from, one snapshot file."""
+the whole pictures, of the DCT hashes of the whole pictures (where known), of the dHashes of
+their centres (where known), and of the dHashes and DCT hashes of their other cuts, so that a
+search finds an image by any of them (docs/accuracy.md). All are saved to, and loaded from, one
+snapshot file."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +13,15 @@ from app.index import FrozenIndex, HammingIndex
 from app.store.base import StoredHashes
 
 Hits = list[tuple[int, int]]  # (key, distance) of the hashes held near one looked up
+# An image's cuts are held under keys of their own (an index holds one hash a key): the image's
+# key times this, plus the cut's number.
+CUT_SLOTS = 2
 
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """What a search found: for each hash looked up, in order, its hits."""
+    """What a search found: for each hash looked up, in order, its hits (a whole picture's hash
+    among the whole pictures' and the cuts' alike)."""
 
     wholes: list[Hits]
     dcts: list[Hits]
@@ -43,6 +48,8 @@ class ImageIndex:
         self.whole = HammingIndex()
         self.dct = HammingIndex()
         self.centre = HammingIndex()
+        self.cut = HammingIndex()
+        self.cut_dct = HammingIndex()
 
     def __len__(self) -> int:
         """The images held."""
@@ -52,21 +59,49 @@ class ImageIndex:
         self.whole.add(hashes.keys, hashes.hashes)
         self.dct.add(hashes.dct_keys, hashes.dct_hashes)
         self.centre.add(hashes.centre_keys, hashes.centre_hashes)
+        keys = hashes.cut_keys  # in key order: a key's cuts are numbered 0, 1... in turn
+        numbers = np.arange(len(keys)) - np.searchsorted(keys, keys)
+        if len(keys) and numbers.max() >= CUT_SLOTS:
+            raise ValueError(f"an image has more than {CUT_SLOTS} cuts")
+        self.cut.add(keys * CUT_SLOTS + numbers, hashes.cut_hashes)
+        self.cut_dct.add(keys * CUT_SLOTS + numbers, hashes.cut_dcts)
 
     def remove(self, keys: np.ndarray) -> None:
-        for index in self._indexes():
+        for index in (self.whole, self.dct, self.centre):
             index.remove(keys)
+        cut_keys = (keys[:, np.newaxis] * CUT_SLOTS + np.arange(CUT_SLOTS)).ravel()
+        for index in (self.cut, self.cut_dct):
+            index.remove(cut_keys)
 
-    def search(self, wholes: list[int], dcts: list[int], centres: list[int], *, max_distance: int) -> Found:
-        """The (key, distance) pairs within `max_distance` of each of `wholes` among the whole
-        pictures' dHashes, of each of `dcts` among their DCT hashes, and of each of `centres` among
-        the centres' dHashes."""
-        return Found(
-            *(
-                index.search(hashes, max_distance=max_distance)
-                for index, hashes in ((self.whole, wholes), (self.dct, dcts), (self.centre, centres))
+    def search(
+        self, wholes: list[int], dcts: list[int], centres: list[int], *, max_distance: int, cuts: bool = True
+    ) -> Found:
+        """The hits within `max_distance` of each of `wholes` (`wholes_near`), of `dcts`
+        (`dcts_near`) and of `centres` (`centres_near`); among the whole pictures' alone, not
+        their cuts', unless `cuts`."""
+        if not cuts:
+            return Found(
+                self.whole.search(wholes, max_distance=max_distance),
+                self.dct.search(dcts, max_distance=max_distance),
+                self.centres_near(centres, max_distance=max_distance),
             )
+        return Found(
+            self.wholes_near(wholes, max_distance=max_distance),
+            self.dcts_near(dcts, max_distance=max_distance),
+            self.centres_near(centres, max_distance=max_distance),
         )
+
+    def wholes_near(self, hashes: list[int], *, max_distance: int) -> list[Hits]:
+        """For each dHash, the images whose whole picture's dHash, or a cut's, is within `max_distance`."""
+        return _with_cuts(self.whole, self.cut, hashes, max_distance)
+
+    def dcts_near(self, hashes: list[int], *, max_distance: int) -> list[Hits]:
+        """For each DCT hash, the images whose whole picture's or a cut's is within `max_distance`."""
+        return _with_cuts(self.dct, self.cut_dct, hashes, max_distance)
+
+    def centres_near(self, hashes: list[int], *, max_distance: int) -> list[Hits]:
+        """For each dHash, the images whose centre's dHash is within `max_distance`."""
+        return self.centre.search(hashes, max_distance=max_distance)
 
     def frozen(self) -> FrozenImageIndex:
         return FrozenImageIndex(tuple(index.frozen() for index in self._indexes()))
@@ -77,13 +112,22 @@ class ImageIndex:
     def load(self, path: Path) -> None:
         """Replace them with those saved in `path`; ValueError (or OSError) if it does not hold
         them, leaving the index as it was."""
-        whole, dct, centre = HammingIndex(), HammingIndex(), HammingIndex()
+        indexes = tuple(HammingIndex() for _ in self._indexes())
         with open(path, "rb") as source:
-            for index in (whole, dct, centre):
+            for index in indexes:
                 index.read(source, path)
             if source.read(1):
                 raise ValueError(f"{path}: unexpected bytes after the index")
-        self.whole, self.dct, self.centre = whole, dct, centre
+        self.whole, self.dct, self.centre, self.cut, self.cut_dct = indexes
 
     def _indexes(self) -> tuple[HammingIndex, ...]:
-        return self.whole, self.dct, self.centre
+        return self.whole, self.dct, self.centre, self.cut, self.cut_dct
+
+
+def _with_cuts(wholes: HammingIndex, cuts: HammingIndex, hashes: list[int], max_distance: int) -> list[Hits]:
+    """The hits of each hash among the whole pictures', then among the cuts', under the images' keys."""
+    found = cuts.search(hashes, max_distance=max_distance)
+    return [
+        hits + [(key // CUT_SLOTS, distance) for key, distance in cut_hits]
+        for hits, cut_hits in zip(wholes.search(hashes, max_distance=max_distance), found, strict=True)
+    ]

@@ -5,6 +5,9 @@ from enum import StrEnum
 from typing import Any
 
 Metadata = dict[str, Any]
+# The dHash, vertical dHash and DCT hash of one other cut of a picture (app/imaging ImageHashes'
+# alternatives: its padding or an app's bars off), stored where it differs from the whole's.
+Cut = tuple[int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,7 @@ class NewImage:
     centre_dhash: int | None = None
     centre_vertical: int | None = None
     centre_dct: int | None = None
+    cuts: tuple[Cut, ...] = ()
     sha256: str | None = None  # hex digest of the uploaded file's bytes
     # The version of Doppel's hashing (app/imaging HASHING_VERSION) the hashes come from, or are
     # comparable with (a hash-only batch)
@@ -48,6 +52,7 @@ class ImageRecord:
     centre_dhash: int | None = None
     centre_vertical: int | None = None
     centre_dct: int | None = None
+    cuts: tuple[Cut, ...] = ()
     sha256: str | None = None
     hashing_version: int = field(kw_only=True)
 

@@ -1,14 +1,15 @@
-"""The cost of hashing and indexing each picture's parts (HASHING_VERSION 4), against the whole
+"""The cost of hashing and indexing each picture's parts (HASHING_VERSION 5), against the whole
 picture alone, measured side by side in one run.
 
 1. Hashing: `hash_image_bytes` (whole, centre, five windows and, where it differs, the unpadded
    whole) against the whole picture's grids alone from the same grey image, per file of
    shared/images dev/ and large/, medians of --repeats, in turns.
 2. Search: `ImageIndex.search` as a default search makes it (the whole picture's dHash and DCT
-   hash, and the centre and the five windows against the centres) against the whole dHash alone
-   (confirm=false, or before), at radius 10 over --size random images, each with a centre and a
-   DCT hash; p50 and p99 of --queries queries with a planted neighbour.
-3. Memory: the entries of the three indexes per image against those of the whole pictures' alone.
+   hash against the whole pictures' and cuts', and the centre and the five windows against the
+   centres) against the whole dHash alone (confirm=false, or before), at radius 10 over --size
+   random images, each with a centre and a DCT hash, every other one with another cut (half of
+   dev/'s originals have one); p50 and p99 of --queries queries with a planted neighbour.
+3. Memory: the entries of the five indexes per image against those of the whole pictures' alone.
 
 Run: python bench/parts.py [--size 1000000] [--queries 2000] [--repeats 5]
 """
@@ -79,7 +80,9 @@ def search(size: int, queries: int) -> None:
     centres = rng.integers(0, 1 << 63, size, dtype=np.uint64) * np.uint64(2)
     dcts = rng.integers(0, 1 << 63, size, dtype=np.uint64) * np.uint64(2)
     index = ImageIndex()
-    index.add(StoredHashes(keys, wholes, keys, centres, keys, dcts))
+    cut_keys = keys[::2]
+    cuts = rng.integers(0, 1 << 63, (2, len(cut_keys)), dtype=np.uint64) * np.uint64(2)
+    index.add(StoredHashes(keys, wholes, keys, centres, keys, dcts, cut_keys, cuts[0], cuts[1]))
     index.search([0], [0], [0], max_distance=RADIUS)  # each index builds its tables on first use
     picked = rng.integers(0, size, queries)
     flips = [sum(1 << int(b) for b in rng.choice(64, 3, replace=False)) for _ in range(queries)]
@@ -102,9 +105,10 @@ def search(size: int, queries: int) -> None:
         f"p50 {p50[0]:.3f} ms, p99 {p99[0]:.3f} ms; whole alone p50 {p50[1]:.3f} ms, p99 {p99[1]:.3f} ms = "
         f"{p50[0] / p50[1]:.2f}x at p50"
     )
+    entries = [len(i) for i in (index.whole, index.dct, index.centre, index.cut, index.cut_dct)]
     print(
-        f"3. memory: 3 entries an image instead of 1 "
-        f"({len(index.whole):,} + {len(index.dct):,} + {len(index.centre):,})"
+        f"3. memory: {sum(entries) / size:.1f} entries an image instead of 1 "
+        f"({' + '.join(f'{n:,}' for n in entries)})"
     )
 
 

@@ -7,7 +7,17 @@ import pytest
 from helpers import make_photo
 
 from app.cli import main
-from app.evaluation import BENIGN_KINDS, EDITS, HALVES, Report, _half_tables, evaluate, half_of, split
+from app.evaluation import (
+    BENIGN_KINDS,
+    EDITS,
+    HALVES,
+    STORED_FIRST,
+    Report,
+    _half_tables,
+    evaluate,
+    half_of,
+    split,
+)
 
 
 def photos(folder: Path, count: int) -> Path:
@@ -50,6 +60,11 @@ def test_every_copy_is_searched_and_counted(originals: Path) -> None:
             assert report.found["plain dHash"][edit] == count
             assert report.found["default"][edit] == count
         assert report.found["all orientations"]["flip horizontal"] == count
+        # each copy stored on its own and the original searched: the same copies found
+        for edit in ("resize 50%", "png", "letterbox", "white frame 5%", "in a 16:9 video frame"):
+            assert report.found[STORED_FIRST][edit] == count
+        assert report.found[STORED_FIRST]["flip horizontal"] == 0  # the default does not turn
+        assert sum(report.wrong[STORED_FIRST].values()) == 0
         assert all(c.right for c in report.candidates if c.distance <= 2)
         # every benign-kind copy the default missed is counted against its original
         benign = [e for e, (kind, _) in EDITS.items() if kind in BENIGN_KINDS]
@@ -63,7 +78,14 @@ def test_eval_command_prints_both_halves(originals: Path, capsys: pytest.Capture
     assert main(["eval", str(originals), "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "### tune half" in out and "### held-out half" in out
-    assert out.count("| resize 50% | benign | 100.0% | 100.0% | 100.0% |") == 2
+    assert (
+        out.count(
+            "| edit | kind | plain dHash recall | default recall | all orientations recall | "
+            "copy stored first recall |"
+        )
+        == 2
+    )
+    assert out.count("| resize 50% | benign | 100.0% | 100.0% | 100.0% | 100.0% |") == 2
     assert "| **all border edits** |" in out and "| **all orientation edits** |" in out
     assert "wrong matches" in out and "Score sweep" in out
 

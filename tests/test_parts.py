@@ -1,7 +1,8 @@
 """The parts of each picture hashed beside the whole: its centre, by which copies with text along
-their edges and cropped copies are found, over HTTP, on both stores; and a searched picture's
-unpadded whole, by which a copy padded with the colour of its edge is. Records without a centre
-still match by the whole picture; the index keeps both across a restart."""
+their edges and cropped copies are found, over HTTP, on both stores; and its other cuts (unpadded,
+inset), by which a copy padded with the colour of its edge, or a screenshot, is found, stored first
+or last. Records without a centre still match by the whole picture; the index keeps them all across
+a restart."""
 
 from pathlib import Path
 
@@ -59,24 +60,48 @@ def test_copies_plain_dhash_misses_are_found_by_the_centre(
     assert match["similarity"] >= 1 - 10 / 64
 
 
+CUT_EDITS = [
+    # dev/0004.jpg's sky is a few levels under white: padded with white to a square, its top
+    # border does not end at an edge, so the border trim keeps it; the unpadded cut does not.
+    pytest.param("0004.jpg", lambda im: _save(_padded_square(im)), id="unpadded"),
+    pytest.param(PHOTO, lambda im: _save(_screenshot(im), "PNG"), id="inset in a screenshot"),
+]
+
+
+def copy_and_original(name: str, edit: object) -> tuple[bytes, bytes]:
+    original = (SHARED_IMAGES / "dev" / name).read_bytes()
+    return edit(ImageOps.contain(viewed(original), (1024, 1024))), original  # type: ignore[operator]
+
+
 @needs_shared
-@pytest.mark.parametrize(
-    ("name", "edit"),
-    [
-        # dev/0004.jpg's sky is a few levels under white: padded with white to a square, its top
-        # border does not end at an edge, so the border trim keeps it; the unpadded cut does not.
-        pytest.param("0004.jpg", lambda im: _save(_padded_square(im)), id="unpadded"),
-        pytest.param(PHOTO, lambda im: _save(_screenshot(im), "PNG"), id="inset in a screenshot"),
-    ],
-)
+@pytest.mark.parametrize(("name", "edit"), CUT_EDITS)
 def test_copies_the_border_trim_misses_are_found_by_another_cut(
     client: TestClient, name: str, edit: object
 ) -> None:
-    original = (SHARED_IMAGES / "dev" / name).read_bytes()
+    copy, original = copy_and_original(name, edit)
     assert upload(client, original, image_id="original").status_code == 201
-    copy = edit(ImageOps.contain(viewed(original), (1024, 1024)))  # type: ignore[operator]
     assert ids(search(client, copy, confirm="false")) == []
     assert ids(search(client, copy)) == ["original"]
+    assert upload(client, copy, image_id="copy").status_code == 201
+    assert ids(client.get("/images/copy/duplicates")) == ["original"]
+
+
+@needs_shared
+@pytest.mark.parametrize(("name", "edit"), CUT_EDITS)
+def test_a_copy_stored_first_is_found_by_its_original_and_grouped_with_it(
+    client: TestClient, name: str, edit: object
+) -> None:
+    """The copy's other cuts are stored with it: the picture found in a screenshot, or padded,
+    matches whichever of the two came first."""
+    copy, original = copy_and_original(name, edit)
+    assert upload(client, copy, image_id="copy").status_code == 201
+    assert ids(search(client, original, confirm="false")) == []
+    assert ids(search(client, original)) == ["copy"]
+    assert upload(client, original, image_id="original").status_code == 201
+    assert ids(client.get("/images/original/duplicates")) == ["copy"]
+    assert ids(client.get("/images/copy/duplicates")) == ["original"]
+    groups = client.get("/duplicates").json()["groups"]
+    assert [[m["id"] for m in g["members"]] for g in groups] == [["copy", "original"]]
 
 
 @needs_shared
@@ -134,6 +159,10 @@ def test_records_without_a_centre_match_by_the_whole_picture(settings: Settings)
         assert ids(search(client, data)) == ["older"]
 
 
+# One other cut of image 1: dHash 6, DCT hash 7.
+CUT = (np.array([1], dtype=np.int64), np.array([6], dtype=np.uint64), np.array([7], dtype=np.uint64))
+
+
 def test_the_snapshot_keeps_every_index(tmp_path: Path) -> None:
     index = ImageIndex()
     keys = np.array([1, 2, 3], dtype=np.int64)
@@ -145,6 +174,9 @@ def test_the_snapshot_keeps_every_index(tmp_path: Path) -> None:
             np.array([0xFF, 0xF0F0], dtype=np.uint64),
             keys[1:],
             np.array([0xAB, 0xCD], dtype=np.uint64),
+            np.array([2, 3, 3], dtype=np.int64),  # image 3 has two other cuts
+            np.array([0x11, 0x22, 0x33], dtype=np.uint64),
+            np.array([0x44, 0x55, 0x66], dtype=np.uint64),
         )
     )
     index.remove(np.array([2]))
@@ -153,23 +185,31 @@ def test_the_snapshot_keeps_every_index(tmp_path: Path) -> None:
     loaded = ImageIndex()
     loaded.load(path)
     assert len(loaded) == 2
-    assert loaded.search([7], [0xAB, 0xCD], [0xFF, 0xF0F0], max_distance=0) == Found(
-        [[(3, 0)]], [[], [(3, 0)]], [[(1, 0)], []]
+    assert loaded.search([7, 0x11, 0x33], [0xAB, 0xCD, 0x55], [0xFF, 0xF0F0], max_distance=0) == Found(
+        [[(3, 0)], [], [(3, 0)]], [[], [(3, 0)], [(3, 0)]], [[(1, 0)], []]
     )
 
 
-@pytest.mark.parametrize("held", [("whole",), ("whole", "centre")], ids=["version 2", "version 3"])
+@pytest.mark.parametrize(
+    "held",
+    [("whole",), ("whole", "centre"), ("whole", "dct", "centre")],
+    ids=["version 2", "version 3", "version 4"],
+)
 def test_an_older_snapshot_is_refused_and_leaves_the_index_as_it_was(
     tmp_path: Path, held: tuple[str, ...]
 ) -> None:
     """A snapshot written before the centres were indexed holds the whole pictures' index alone;
-    one written before the DCT hashes were, the whole pictures' and the centres'."""
+    one written before the DCT hashes were, the whole pictures' and the centres'; one written
+    before the cuts were, no cuts' indexes."""
     index = ImageIndex()
-    index.add(StoredHashes(*(np.array(v, dtype=t) for v, t in [([1], np.int64), ([5], np.uint64)] * 3)))
+    key, five = np.array([1], dtype=np.int64), np.array([5], dtype=np.uint64)
+    index.add(StoredHashes(key, five, key, five, key, five, *CUT))
     older = tmp_path / "older"
     with open(older, "wb") as out:
         for name in held:
             getattr(index, name).frozen().write(out)
     with pytest.raises(ValueError):
         index.load(older)
-    assert index.search([5], [5], [5], max_distance=0) == Found([[(1, 0)]], [[(1, 0)]], [[(1, 0)]])
+    assert index.search([5, 6], [5, 7], [5], max_distance=0) == Found(
+        [[(1, 0)], [(1, 0)]], [[(1, 0)], [(1, 0)]], [[(1, 0)]]
+    )

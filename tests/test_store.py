@@ -35,6 +35,8 @@ def assert_types(hashes: StoredHashes) -> None:
     assert hashes.keys.dtype == np.int64 and hashes.hashes.dtype == np.uint64
     assert hashes.centre_keys.dtype == np.int64 and hashes.centre_hashes.dtype == np.uint64
     assert hashes.dct_keys.dtype == np.int64 and hashes.dct_hashes.dtype == np.uint64
+    assert hashes.cut_keys.dtype == np.int64
+    assert hashes.cut_hashes.dtype == np.uint64 and hashes.cut_dcts.dtype == np.uint64
 
 
 def centres(hashes: StoredHashes) -> list[tuple[int, int]]:
@@ -256,8 +258,12 @@ def test_iter_hashes_yields_every_key_and_hash_in_batches(store: ImageStore) -> 
         centre = (n * 0xC2B2AE3D27D4EB4F) % (1 << 64)
         fields = {"centre_dhash": centre, "centre_vertical": 3, "centre_dct": 4} if n % 3 == 0 else {}
         dct = {"dct_hash": (n * 0x165667B19E3779F9) % (1 << 64)} if n % 2 == 0 else {}
-        images.append(image(f"i{n}", whole, **fields, **dct))
+        # every fourth with two other cuts, the next with one
+        cuts = tuple((whole ^ c, c, centre ^ c) for c in (1 << 63 | n, n)[: max(0, 2 - n % 4)])
+        images.append(image(f"i{n}", whole, **fields, **dct, cuts=cuts))
     records = add(store, *images)
+    assert store.get_by_keys([r.key for r in records]) == {r.key: r for r in records}
+    assert records[0].cuts[0][1] >= 1 << 63 and len(records[1].cuts) == 1 and records[2].cuts == ()
     batches = list(store.iter_hashes(10, upto=store.head()))
     assert [len(batch.keys) for batch in batches] == [10, 10, 5]
     assert all(len(batch.hashes) == len(batch.keys) for batch in batches)
@@ -273,6 +279,13 @@ def test_iter_hashes_yields_every_key_and_hash_in_batches(store: ImageStore) -> 
     dcts = [pair for b in batches for pair in zip(b.dct_keys.tolist(), b.dct_hashes.tolist(), strict=True)]
     assert dcts == expected_dcts
     assert len(expected_dcts) == 13 and any(h >= 1 << 63 for _, h in expected_dcts)
+    expected_cuts = [(r.key, dhash, dct) for r in records for dhash, _, dct in r.cuts]
+    found_cuts = [
+        cut
+        for b in batches
+        for cut in zip(b.cut_keys.tolist(), b.cut_hashes.tolist(), b.cut_dcts.tolist(), strict=True)
+    ]
+    assert found_cuts == expected_cuts and len(found_cuts) == 7 * 2 + 6
 
 
 def test_iter_hashes_leaves_out_keys_after_upto(store: ImageStore) -> None:

@@ -14,7 +14,7 @@ Uniform borders (letterbox, frames, padding) are trimmed from the grey image fir
 import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from io import BytesIO
 
 import numpy as np
@@ -35,8 +35,9 @@ Image.MAX_IMAGE_PIXELS = None
 # decode, resize or crop): every record keeps the version it was hashed with, so that records hashed
 # before are counted and can be re-hashed (`python main.py rehash`, docs/accuracy.md). 2: uniform
 # borders are trimmed before hashing. 3: the centre of the picture is hashed too. 4: the DCT hash is
-# read from the 32x32 grid in 16ths of a grey level; borders of up to 75% of a side come off.
-HASHING_VERSION = 4
+# read from the 32x32 grid in 16ths of a grey level; borders of up to 75% of a side come off. 5: the
+# picture's other cuts are stored too.
+HASHING_VERSION = 5
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 # JPEG can decode at 1/2, 1/4 or 1/8 scale. Asking for at least this many pixels on each side
 # keeps the 9x8 Lanczos result within a few bits of a full decode (measured on real photos).
@@ -145,8 +146,9 @@ class Signature:
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """What a search compares: the whole picture's hashes, its centre's (None where not known), and
-    for a searched picture its windows' (`WINDOWS`) and its `alternatives` (ImageHashes')."""
+    """What a search compares: the whole picture's hashes, its centre's (None where not known), for
+    a searched picture its windows' (`WINDOWS`), and its `alternatives` (ImageHashes', or a stored
+    record's cuts)."""
 
     whole: Signature
     centre: Signature | None = None
@@ -177,8 +179,9 @@ class ImageHashes:
     boxes of app/imaging/borders.py, where they differ from the trimmed one and from each other).
     A picture padded with the colour of its own edge (a pale sky padded with white) keeps its
     padding in `whole`, since the border trim's edge test cannot tell it from the picture, and a
-    picture in a screenshot keeps the app's bars and buttons. Only a search compares the
-    alternatives: the stored `whole` is the cut that holds under brightening."""
+    picture in a screenshot keeps the app's bars and buttons. The `whole` is the cut that holds
+    under brightening; the alternatives are stored beside it (`cuts`) and compared on both sides,
+    so that a screenshot stored first is found by its picture as well as the other way round."""
 
     width: int
     height: int
@@ -202,6 +205,11 @@ class ImageHashes:
     @property
     def signature(self) -> Signature:
         return self.whole.signature
+
+    @property
+    def cuts(self) -> tuple[tuple[int, int, int], ...]:
+        """The alternatives' hashes, as a store keeps them (app/models.py Cut)."""
+        return tuple(astuple(cut.signature) for cut in self.alternatives)
 
     @property
     def parts(self) -> Parts:

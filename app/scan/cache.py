@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.imaging import HASHING_VERSION, hash_hex, parse_hash_hex
+from app.models import Cut
 
 # Part of every entry's key, so that older entries are hashed again: the hashing's version, times
 # 100, plus that of what the cache keeps of a file (bump it when that changes).
@@ -22,6 +23,7 @@ class FileHashes:
     vertical: int
     dct: int
     centre: tuple[int, int, int]  # the centre's dHash, vertical dHash and DCT hash
+    cuts: tuple[Cut, ...]  # the picture's other cuts' (app/imaging ImageHashes.cuts)
     sha256: str
     width: int
     height: int
@@ -72,9 +74,11 @@ class HashCache:
                 if skipped is not None:
                     found[path] = skipped
                     continue
-                dhash, vertical, dct, *centre = (parse_hash_hex(value) for value in hashes.split())
+                # the whole's three hashes, the centre's, then each cut's
+                dhash, vertical, dct, *more = (parse_hash_hex(value) for value in hashes.split())
+                centre, *cuts = ((a, b, c) for a, b, c in zip(*[iter(more)] * 3, strict=True))
                 found[path] = FileHashes(
-                    dhash, vertical, dct, (centre[0], centre[1], centre[2]), sha256, width, height, fmt
+                    dhash, vertical, dct, centre, tuple(cuts), sha256, width, height, fmt
                 )
         return found
 
@@ -86,7 +90,8 @@ class HashCache:
                 rows.append((path, size, mtime_ns, CACHE_VERSION, *([None] * 5), outcome))
             else:
                 o = outcome
-                hashes = " ".join(hash_hex(value) for value in (o.dhash, o.vertical, o.dct, *o.centre))
+                values = (o.dhash, o.vertical, o.dct, *o.centre, *(value for cut in o.cuts for value in cut))
+                hashes = " ".join(hash_hex(value) for value in values)
                 rows.append(
                     (
                         path,

@@ -148,6 +148,7 @@ def hash_file(path: str, max_pixels: int) -> Outcome:
         hashes.dhash_vertical,
         hashes.dct_hash,
         (centre.dhash, centre.vertical or 0, centre.dct or 0),
+        hashes.cuts,
         hashlib.sha256(data).hexdigest(),
         hashes.width,
         hashes.height,
@@ -234,6 +235,7 @@ def _new_image(n: int, hashes: FileHashes) -> NewImage:
         centre_dhash=hashes.centre[0],
         centre_vertical=hashes.centre[1],
         centre_dct=hashes.centre[2],
+        cuts=hashes.cuts,
         sha256=hashes.sha256,
         hashing_version=HASHING_VERSION,
     )

@@ -240,6 +240,7 @@ def new_image(
         centre_dhash=centre.dhash,
         centre_vertical=centre.vertical,
         centre_dct=centre.dct,
+        cuts=upload.hashes.cuts,
         sha256=upload.sha256,
         hashing_version=HASHING_VERSION,
         created_at=created_at,

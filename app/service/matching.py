@@ -1,7 +1,7 @@
 """Matching: which stored images look like a query. Candidates come from the index by the distance
-of the whole picture's dHash or DCT hash (or of a searched picture's alternative cuts'), or of its
+of the whole picture's dHash or DCT hash (or of its other cuts', on either side), or of its
 centre's dHash, in any orientation when asked; each is then judged on all its hashes at once, by one
-score (`score`), the best of the whole pictures' and of the centres'. Reads only."""
+score (`score`), the best of the whole pictures' (and cuts') and of the centres'. Reads only."""
 
 from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
@@ -43,11 +43,11 @@ def signature_score(a: Signature, b: Signature) -> float:
 
 
 def parts_score(query: Parts, record: ImageRecord) -> float:
-    """A candidate's score: the best of its whole picture's against the query's (and the query's
-    alternative cuts), and of its centre against the query's centre and windows (a copy with text
-    along its edges, or cropped)."""
-    whole = whole_of(record)
-    best = min(signature_score(part, whole) for part in _whole_parts(query))
+    """A candidate's score: the best of its whole picture's and cuts' against the query's, and of
+    its centre against the query's centre and windows (a copy with text along its edges, or
+    cropped)."""
+    stored = whole_parts(parts_of(record))
+    best = min(signature_score(part, whole) for part in whole_parts(query) for whole in stored)
     centre = centre_of(record)
     if centre is not None:
         for part in _centre_parts(query):
@@ -66,8 +66,9 @@ def centre_of(record: ImageRecord) -> Signature | None:
 
 
 def parts_of(record: ImageRecord) -> Parts:
-    """A stored record as a query: its whole picture and centre (no windows are stored)."""
-    return Parts(whole_of(record), centre_of(record))
+    """A stored record as a query: its whole picture, centre and cuts (no windows are stored)."""
+    cuts = tuple(Signature(*cut) for cut in record.cuts)
+    return Parts(whole_of(record), centre_of(record), alternatives=cuts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,29 +131,27 @@ class Matching:
     def matches_of(self, record: ImageRecord, *, options: SearchOptions) -> list[Match]:
         """The other stored images that match a stored record."""
         # The turned variants only when they are searched: making them costs more than the search.
-        variants = (
-            variants_of_stored(whole_of(record), centre_of(record))
-            if options.all_orientations
-            else {ORIGINAL: parts_of(record)}
-        )
+        variants = variants_of_stored(whole_of(record), centre_of(record)) if options.all_orientations else {}
+        variants[ORIGINAL] = parts_of(record)  # with its cuts, which are not turned
         return self.find(Query(variants, sha256=record.sha256), options, exclude_key=record.key)
 
     def find(self, query: Query, options: SearchOptions, *, exclude_key: int | None = None) -> list[Match]:
         """Stored images whose whole picture's dHash is within `max_distance` of the query's, or
-        when confirmation is asked of an alternative cut's, or whose whole picture's DCT hash is
-        within it of theirs, or whose centre's dHash is within it of the query's centre or
+        when confirmation is asked whose whole picture's or cuts' dHash or DCT hash is within it
+        of the query's or its cuts', or whose centre's dHash is within it of the query's centre or
         windows; and whose score is at most `max_score`; in any of the query's variants when
         asked; nearest first (by the whole pictures' dHash distance), ties by id."""
         variants = _variants(query, options)
         # Unconfirmed, a search is the plain dHash's: a part alone is no evidence without a score.
-        whole_parts = [_whole_parts(p) if options.confirm else (p.whole,) for p in variants.values()]
+        wholes = [whole_parts(p) if options.confirm else (p.whole,) for p in variants.values()]
         dct_parts = [_dct_hashes(p) if options.confirm else () for p in variants.values()]
         centre_parts = [_centre_parts(p) if options.confirm else () for p in variants.values()]
         found = self.index.search(
-            [part.dhash for parts in whole_parts for part in parts],
+            [part.dhash for parts in wholes for part in parts],
             [dct for dcts in dct_parts for dct in dcts],
             [part.dhash for parts in centre_parts for part in parts],
             max_distance=self._threshold(options),
+            cuts=options.confirm,
         )
         # (how near the match may be, variant) per candidate: the whole's dHash hit is its
         # distance; another part's says nothing of the whole pictures' (0)
@@ -160,7 +159,7 @@ class Matching:
         # variants come ORIGINAL first, so an equally good original beats a turned variant
         for orientation, by_whole, by_dct, by_centre in zip(
             variants,
-            _split(found.wholes, whole_parts),
+            _split(found.wholes, wholes),
             _split(found.dcts, dct_parts),
             _split(found.centres, centre_parts),
             strict=True,
@@ -281,16 +280,25 @@ def match_order(match: Match) -> tuple[int, str]:
     return match.distance, match.record.id
 
 
-def _whole_parts(parts: Parts) -> tuple[Signature, ...]:
-    """The parts of a query compared with stored whole pictures: its whole and its alternatives."""
+def whole_parts(parts: Parts) -> tuple[Signature, ...]:
+    """The parts of a query or a record compared with the other's whole parts: its whole and its
+    other cuts (a screenshot's picture, a padded picture unpadded), whichever side holds them."""
     return (parts.whole, *parts.alternatives)
 
 
 def _dct_hashes(parts: Parts) -> tuple[int, ...]:
-    """The DCT hashes of a query looked up among the stored whole pictures': its whole parts',
-    where known. The score is a mean of three distances, and a copy whose dHash a filter or a
-    vignette moved past the radius often keeps its DCT hash near."""
-    return tuple(part.dct for part in _whole_parts(parts) if part.dct is not None)
+    """The DCT hashes of a query looked up among the stored whole pictures' and cuts': its whole
+    parts', where known. The score is a mean of three distances, and a copy whose dHash a filter or
+    a vignette moved past the radius often keeps its DCT hash near."""
+    return tuple(part.dct for part in whole_parts(parts) if part.dct is not None)
+
+
+def whole_reach(a: Parts, b: Parts) -> int:
+    """The nearest of the dHash and DCT distances between a whole part of `a` and one of `b`."""
+    return min(
+        min(hamming(x.dhash, y.dhash) for x in whole_parts(a) for y in whole_parts(b)),
+        min((hamming(x, y) for x in _dct_hashes(a) for y in _dct_hashes(b)), default=64),
+    )
 
 
 def _centre_parts(parts: Parts) -> tuple[Signature, ...]:
@@ -308,21 +316,13 @@ def _split(found: list[Hits], parts: Sequence[Sized]) -> Iterator[list[Hits]]:
 
 def _near(parts: Parts, record: ImageRecord, threshold: int, by_parts: bool) -> bool:
     """Whether a record is a candidate for a query, as `Matching.find` looks them up: the whole
-    pictures' dHashes within `threshold`; or (`by_parts`) the record's whole's and an
-    alternative's, the whole pictures' DCT hashes, or the record's centre's and the query's
-    centre's or a window's."""
+    pictures' dHashes within `threshold`; or (`by_parts`) the dHashes or DCT hashes of a whole part
+    of each, or the record's centre's and the query's centre's or a window's."""
     if not by_parts:
         return hamming(parts.whole.dhash, record.dhash) <= threshold
-    return (
-        any(hamming(part.dhash, record.dhash) <= threshold for part in _whole_parts(parts))
-        or (
-            record.dct_hash is not None
-            and any(hamming(dct, record.dct_hash) <= threshold for dct in _dct_hashes(parts))
-        )
-        or (
-            record.centre_dhash is not None
-            and any(hamming(part.dhash, record.centre_dhash) <= threshold for part in _centre_parts(parts))
-        )
+    return whole_reach(parts, parts_of(record)) <= threshold or (
+        record.centre_dhash is not None
+        and any(hamming(part.dhash, record.centre_dhash) <= threshold for part in _centre_parts(parts))
     )
 
 

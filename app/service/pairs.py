@@ -2,9 +2,9 @@
 thread that follows the store's log one step behind the index.
 
 When it applies the add at position p, it searches the indexes for p's hashes (the whole
-picture's dHash and DCT hash, the centre's dHash) and keeps the hits q < p: each pair is found
-once, from its later image, whatever else the index holds by then (an image deleted since is
-dropped with its tombstone). Every replica so ends with the same pairs.
+picture's and its cuts' dHashes and DCT hashes, the centre's dHash) and keeps the hits q < p:
+each pair is found once, from its later image, whatever else the index holds by then (an image
+deleted since is dropped with its tombstone). Every replica so ends with the same pairs.
 Pairs are kept unconfirmed, with their DCT distance, so `confirm=false` is served from them too.
 
 The pairs at any position are those among the images stored then: they are saved beside the index
@@ -19,11 +19,13 @@ import time
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from app.errors import StoreUnavailable
 from app.image_index import ImageIndex
 from app.imaging import hamming
 from app.models import ImageRecord
-from app.service.matching import Matching, parts_of, parts_score
+from app.service.matching import Matching, parts_of, parts_score, whole_reach
 from app.service.sync import IndexSyncer, Snapshots
 from app.store import ImageStore
 from app.store.base import StoredHashes
@@ -36,14 +38,14 @@ SEARCH_CHUNK = 1_000  # also how soon a stop is heard during a rebuild
 RECORDS_CHUNK = 1_000
 # The hashes by which pairs are found, saved with the pairs: a snapshot of pairs found otherwise
 # (by an older Doppel) lacks some, and is rebuilt rather than loaded.
-FOUND_BY = "whole dHash, whole DCT hash, centre dHash"
+FOUND_BY = "whole and cut dHash, whole and cut DCT hash, centre dHash"
 
 
 @dataclass(frozen=True, slots=True)
 class Pair:
-    """Two stored images whose hashes (the whole pictures' dHashes or DCT hashes, or the centres'
-    dHashes) are within the threshold: `a` the earlier key. `distance` is the whole pictures' dHash
-    distance, `reach` the nearest of the three."""
+    """Two stored images whose hashes (the whole pictures' or cuts' dHashes or DCT hashes, or the
+    centres' dHashes) are within the threshold: `a` the earlier key. `distance` is the whole
+    pictures' dHash distance, `reach` the nearest of them all."""
 
     a: int
     b: int
@@ -65,7 +67,7 @@ class PairsStatus:
 
 
 class DuplicatePairs:
-    """Candidate pairs (the whole pictures' dHashes or DCT hashes, or the centres' dHashes, within
+    """Candidate pairs (the whole pictures' or cuts' dHashes or DCT hashes, or the centres' dHashes, within
     the matching's `max_distance`) among the stored images."""
 
     def __init__(
@@ -229,16 +231,15 @@ class DuplicatePairs:
         """The pairs each new image makes with the earlier images the index holds; None when
         stopping meanwhile."""
         candidates: set[tuple[int, int]] = set()
-        for index, keys, hashes in (
-            (self.index.whole, added.keys, added.hashes),
-            (self.index.dct, added.dct_keys, added.dct_hashes),
-            (self.index.centre, added.centre_keys, added.centre_hashes),
+        new = added
+        for near, keys, hashes in (
+            (self.index.wholes_near, *_with_cuts(new.keys, new.hashes, new.cut_keys, new.cut_hashes)),
+            (self.index.dcts_near, *_with_cuts(new.dct_keys, new.dct_hashes, new.cut_keys, new.cut_dcts)),
+            (self.index.centres_near, new.centre_keys, new.centre_hashes),
         ):
             for start in range(0, len(keys), SEARCH_CHUNK):
                 chunk_keys = keys[start : start + SEARCH_CHUNK].tolist()
-                hits = index.search(
-                    hashes[start : start + SEARCH_CHUNK].tolist(), max_distance=self.max_distance
-                )
+                hits = near(hashes[start : start + SEARCH_CHUNK].tolist(), max_distance=self.max_distance)
                 for key, found in zip(chunk_keys, hits, strict=True):
                     candidates.update((other, key) for other, _ in found if other < key)
                 if self._stopping.is_set():
@@ -255,6 +256,13 @@ class DuplicatePairs:
         return pairs
 
 
+def _with_cuts(
+    keys: np.ndarray, hashes: np.ndarray, cut_keys: np.ndarray, cut_hashes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The whole pictures' keys and hashes, then the cuts'."""
+    return np.concatenate([keys, cut_keys]), np.concatenate([hashes, cut_hashes])
+
+
 def pair_of(a: ImageRecord, b: ImageRecord) -> Pair:
     """The pair of two stored images, `a` the earlier."""
     dct_distance = None if a.dct_hash is None or b.dct_hash is None else hamming(a.dct_hash, b.dct_hash)
@@ -262,7 +270,7 @@ def pair_of(a: ImageRecord, b: ImageRecord) -> Pair:
     centres = (
         None if a.centre_dhash is None or b.centre_dhash is None else hamming(a.centre_dhash, b.centre_dhash)
     )
-    reach = min(d for d in (distance, dct_distance, centres) if d is not None)
+    reach = min(whole_reach(parts_of(a), parts_of(b)), 64 if centres is None else centres)
     exact = a.sha256 is not None and a.sha256 == b.sha256
     return Pair(
         a.key,

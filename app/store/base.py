@@ -22,17 +22,19 @@ from app.errors import ImageExists
 from app.models import ImageRecord, NewImage
 
 # What the index is built from, one row per image: key, dHash, whether a centre dHash is known (1)
-# or not (0), the centre dHash (0 when not known), and the same two of the DCT hash.
+# or not (0), the centre dHash (0 when not known), the same two of the DCT hash, and the packed
+# hashes of the picture's other cuts (app/store/columns.py pack_cuts; NULL for none).
 HASH_COLUMNS = (
     "key, dhash, centre_dhash IS NOT NULL, coalesce(centre_dhash, 0), "
-    "dct_hash IS NOT NULL, coalesce(dct_hash, 0)"
+    "dct_hash IS NOT NULL, coalesce(dct_hash, 0), cuts"
 )
+_CUT_BYTES = 24  # three 64-bit hashes
 
 
 @dataclass(frozen=True, slots=True)
 class StoredHashes:
-    """Stored images' keys and dHashes in key order, and the centre dHashes and DCT hashes of
-    those that have one."""
+    """Stored images' keys and dHashes in key order, the centre dHashes and DCT hashes of those
+    that have one, and the dHashes and DCT hashes of their other cuts (a key once for each)."""
 
     keys: np.ndarray  # int64
     hashes: np.ndarray  # uint64
@@ -40,13 +42,19 @@ class StoredHashes:
     centre_hashes: np.ndarray  # uint64
     dct_keys: np.ndarray  # int64, in key order
     dct_hashes: np.ndarray  # uint64
+    cut_keys: np.ndarray  # int64, in key order
+    cut_hashes: np.ndarray  # uint64
+    cut_dcts: np.ndarray  # uint64
 
     @staticmethod
-    def of(rows: list[tuple[int, int, int, int, int, int]]) -> "StoredHashes":
+    def of(rows: list[tuple[int, int, int, int, int, int, bytes | None]]) -> "StoredHashes":
         """From rows of HASH_COLUMNS in key order, 64-bit hashes as signed integers (as SQL keeps them)."""
-        table = np.array(rows, dtype=np.int64).reshape(-1, 6)
+        columns = list(zip(*rows, strict=True)) or [()] * 7
+        table = np.array(columns[:6], dtype=np.int64).reshape(6, -1).T
         hashes = table.view(np.uint64)
         centred, with_dct = table[:, 2] == 1, table[:, 4] == 1
+        cut = [(key, packed) for key, packed in zip(columns[0], columns[6], strict=True) if packed]
+        keys, packed = zip(*cut, strict=True) if cut else ((), ())
         return StoredHashes(
             table[:, 0].copy(),
             hashes[:, 1].copy(),
@@ -54,7 +62,23 @@ class StoredHashes:
             hashes[centred, 3],
             table[with_dct, 0],
             hashes[with_dct, 5],
+            *cuts_table(
+                np.array(keys, dtype=np.int64),
+                np.array([len(p) for p in packed], dtype=np.int64),
+                b"".join(packed),
+            ),
         )
+
+
+def cuts_table(
+    keys: np.ndarray, sizes: np.ndarray, packed: bytes
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The keys (one for each cut, in key order), dHashes and DCT hashes of the cuts of images
+    with these keys, whose packed cuts (`sizes` bytes each) are concatenated in `packed`."""
+    words = np.frombuffer(packed, dtype=">u8").astype(np.uint64).reshape(-1, 3)
+    cut_keys = np.repeat(keys, sizes // _CUT_BYTES)
+    order = np.argsort(cut_keys, kind="stable")
+    return cut_keys[order], words[order, 0], words[order, 2]
 
 
 @dataclass(frozen=True, slots=True)

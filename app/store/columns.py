@@ -1,16 +1,19 @@
 """How the SQL stores put a record in columns and read it back: 64-bit hashes as signed 64-bit
-integers, times as microseconds since the Unix epoch (UTC), the SHA-256 as bytes."""
+integers, times as microseconds since the Unix epoch (UTC), the SHA-256 as bytes, a picture's
+other cuts as their hashes packed in bytes (`pack_cuts`)."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.models import ImageRecord, Metadata, NewImage
+import numpy as np
+
+from app.models import Cut, ImageRecord, Metadata, NewImage
 from app.store.base import format_time
 
 # metadata last: each store decodes it in its own way
 COLUMNS = (
-    "key, id, dhash, dhash_vertical, dct_hash, centre_dhash, centre_vertical, centre_dct, sha256, width, "
-    "height, created_at, hashing_version, metadata"
+    "key, id, dhash, dhash_vertical, dct_hash, centre_dhash, centre_vertical, centre_dct, cuts, sha256, "
+    "width, height, created_at, hashing_version, metadata"
 )
 _I64 = 1 << 63
 _U64 = 1 << 64
@@ -27,6 +30,7 @@ def row_of(key: int, image: NewImage, created_at: int, metadata: object) -> tupl
         None if image.dhash_vertical is None else signed(image.dhash_vertical),
         None if image.dct_hash is None else signed(image.dct_hash),
         *(None if value is None else signed(value) for value in _centre(image)),
+        pack_cuts(image.cuts),
         bytes.fromhex(image.sha256) if image.sha256 else None,
         image.width,
         image.height,
@@ -51,6 +55,7 @@ def record_of_new(key: int, image: NewImage, created_at: int) -> ImageRecord:
         centre_dhash=image.centre_dhash,
         centre_vertical=image.centre_vertical,
         centre_dct=image.centre_dct,
+        cuts=image.cuts,
         sha256=image.sha256,
         hashing_version=image.hashing_version,
     )
@@ -58,9 +63,7 @@ def record_of_new(key: int, image: NewImage, created_at: int) -> ImageRecord:
 
 def record_of_row(row: tuple[Any, ...], metadata: Metadata) -> ImageRecord:
     """The record in a row of COLUMNS; `metadata` is its last column, decoded by the store."""
-    key, image_id, dhash, dhash_vertical, dct_hash, *centre, sha256, width, height, created_at, version, _ = (
-        row
-    )
+    key, image_id, dhash, vertical, dct_hash, *centre, cuts, sha256, width, height, created, version, _ = row
     centre_dhash, centre_vertical, centre_dct = (None if value is None else value % _U64 for value in centre)
     return ImageRecord(
         key=key,
@@ -68,13 +71,14 @@ def record_of_row(row: tuple[Any, ...], metadata: Metadata) -> ImageRecord:
         dhash=dhash % _U64,
         width=width,
         height=height,
-        created_at=format_micros(created_at),
+        created_at=format_micros(created),
         metadata=metadata,
-        dhash_vertical=None if dhash_vertical is None else dhash_vertical % _U64,
+        dhash_vertical=None if vertical is None else vertical % _U64,
         dct_hash=None if dct_hash is None else dct_hash % _U64,
         centre_dhash=centre_dhash,
         centre_vertical=centre_vertical,
         centre_dct=centre_dct,
+        cuts=unpack_cuts(cuts),
         sha256=bytes(sha256).hex() if sha256 else None,
         hashing_version=version,
     )
@@ -100,3 +104,16 @@ def signed(value: int) -> int:
 
 def _centre(image: NewImage) -> tuple[int | None, int | None, int | None]:
     return image.centre_dhash, image.centre_vertical, image.centre_dct
+
+
+def pack_cuts(cuts: tuple[Cut, ...]) -> bytes | None:
+    """Cuts as 24 bytes each (their three hashes as big-endian 64-bit words); None for none."""
+    return np.array(cuts, dtype=">u8").tobytes() if cuts else None
+
+
+def unpack_cuts(packed: bytes | None) -> tuple[Cut, ...]:
+    """The cuts `pack_cuts` packed."""
+    if not packed:
+        return ()
+    words = np.frombuffer(packed, dtype=">u8").reshape(-1, 3).tolist()
+    return tuple((dhash, vertical, dct) for dhash, vertical, dct in words)

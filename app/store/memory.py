@@ -11,7 +11,7 @@ import numpy as np
 from app.errors import ImageExists
 from app.models import ImageRecord, NewImage
 from app.store.base import Changes, StoredHashes, Wake, format_time, refuse_repeated_ids
-from app.store.columns import signed
+from app.store.columns import pack_cuts, signed
 
 
 class MemoryImageStore:
@@ -167,6 +167,7 @@ class _MemoryWrite:
             centre_dhash=image.centre_dhash,
             centre_vertical=image.centre_vertical,
             centre_dct=image.centre_dct,
+            cuts=image.cuts,
             sha256=image.sha256,
             hashing_version=image.hashing_version,
         )
@@ -188,6 +189,7 @@ def _hashes(records: list[ImageRecord]) -> StoredHashes:
                 signed(r.centre_dhash or 0),
                 r.dct_hash is not None,
                 signed(r.dct_hash or 0),
+                pack_cuts(r.cuts),
             )
             for r in records
         ]

@@ -107,6 +107,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             for column in ("centre_dhash", "centre_vertical", "centre_dct")
         ),
     ),
+    # 5: the hashes of each picture's other cuts (app/imaging ImageHashes' alternatives), packed
+    # (app/store/columns.py), NULL where it has none or they are not known (records hashed before).
+    Migration(
+        sqlite=("ALTER TABLE images ADD COLUMN cuts BLOB",),
+        postgres=("ALTER TABLE images ADD COLUMN cuts BYTEA",),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from app.errors import ImageExists, StoreFull, StoreUnavailable
 from app.models import ImageRecord, NewImage
-from app.store.base import Changes, StoredHashes, Wake, refuse_repeated_ids
+from app.store.base import Changes, StoredHashes, Wake, cuts_table, refuse_repeated_ids
 from app.store.columns import COLUMNS, now_micros, record_of_new, record_of_row, row_of
 from app.store.migrations import failed, pending
 
@@ -30,7 +30,10 @@ _KEYS_AND_HASHES = (
     "string_agg(int8send(key), '') FILTER (WHERE centre_dhash IS NOT NULL), "
     "string_agg(int8send(centre_dhash), ''), "
     "string_agg(int8send(key), '') FILTER (WHERE dct_hash IS NOT NULL), "
-    "string_agg(int8send(dct_hash), '') FROM (SELECT key, dhash, centre_dhash, dct_hash FROM images "
+    "string_agg(int8send(dct_hash), ''), "
+    "string_agg(int8send(key), '') FILTER (WHERE cuts IS NOT NULL), "
+    "string_agg(int8send(length(cuts)::int8), ''), string_agg(cuts, '') "
+    "FROM (SELECT key, dhash, centre_dhash, dct_hash, cuts FROM images "
     "WHERE key > %s AND key <= %s ORDER BY key LIMIT %s) AS stretch"
 )
 _CHANNEL = "doppel_log"
@@ -358,7 +361,11 @@ def _stored_hashes(conn: _Connection, after: int, upto: int, limit: int | None) 
     keys, hashes = _sorted_by_key(packed[0], packed[1])
     centre_keys, centre_hashes = _sorted_by_key(packed[2], packed[3])
     dct_keys, dct_hashes = _sorted_by_key(packed[4], packed[5])
-    return StoredHashes(keys, hashes, centre_keys, centre_hashes, dct_keys, dct_hashes)
+    # The aggregates of one row read the stretch's rows in the same order: each cut's key, size
+    # and hashes line up.
+    cut_keys, cut_sizes = (np.frombuffer(p or b"", dtype=">i8").astype(np.int64) for p in packed[6:8])
+    cuts = cuts_table(cut_keys, cut_sizes, packed[8] or b"")
+    return StoredHashes(keys, hashes, centre_keys, centre_hashes, dct_keys, dct_hashes, *cuts)
 
 
 def _sorted_by_key(packed_keys: bytes | None, packed_hashes: bytes | None) -> tuple[np.ndarray, np.ndarray]:
