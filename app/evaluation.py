@@ -519,14 +519,14 @@ def _store(service: DoppelService, query: EvalQuery, stored: list[EvalQuery]) ->
 def _search_copies(service: DoppelService, query: EvalQuery, stored: list[EvalQuery], report: Report) -> None:
     """Search an original (or a distinct image) among the stored copies."""
     _, matches = service.matching.search(query.data, options=STORED_FIRST_OPTIONS)
-    for match in matches:
-        copy = stored[int(match.record.id)]
+    copies = [stored[int(match.record.id)] for match in matches]
+    for copy in copies:
         if copy.expected == query.expected:
             report.found[STORED_FIRST][copy.edit] += 1
-        else:
-            by = "held-out distinct images" if query.kind == "distinct" else "originals against stored copies"
-            report.wrong[STORED_FIRST][by] += 1
-            report.wrong_pairs[STORED_FIRST].add(frozenset((query.name, str(copy.expected))))
+    wrong = [copy for copy in copies if copy.expected != query.expected]
+    by = "held-out distinct images" if query.kind == "distinct" else "originals against stored copies"
+    report.wrong[STORED_FIRST][by] += len(wrong)
+    report.wrong_pairs[STORED_FIRST].update(frozenset((query.name, str(copy.expected))) for copy in wrong)
 
 
 def _search(service: DoppelService, query: EvalQuery, report: Report) -> None:
