@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 
 from app.cli import main
 from app.config import Settings
+from app.evaluation import _padded_square, _save, _screenshot, viewed
 from app.scan.cache import HashCache
 from app.scan.progress import progress
 from app.scan.scanner import ScanResult, scan
@@ -140,6 +141,32 @@ def test_scan_pairs_are_the_services_duplicates(
 
 def _id(relative: str) -> str:
     return relative.replace("/", "+")  # ids hold no '/'
+
+
+@needs_shared
+def test_scan_groups_screenshots_and_padded_copies_with_their_originals(tmp_path: Path) -> None:
+    """Each file's other cuts are kept, in the cache too: the picture of a screenshot, or a picture
+    padded with the colour of its edge, meets its original."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, copy in (
+        ("0058.jpg", lambda im: _save(_screenshot(im), "PNG")),
+        ("0004.jpg", lambda im: _save(_padded_square(im))),
+    ):
+        original = (SHARED_IMAGES / "dev" / name).read_bytes()
+        (folder / name).write_bytes(original)
+        (folder / f"copy-of-{name}.img").write_bytes(copy(ImageOps.contain(viewed(original), (1024, 1024))))
+    cache = HashCache(tmp_path / "cache" / "hashes.sqlite3")
+    try:
+        for hashed, cached in ((4, 0), (0, 4)):
+            result = scan([folder], SCAN_SETTINGS, cache=cache)
+            assert (result.hashed, result.cached) == (hashed, cached)
+            assert sorted(map(sorted, _names(result))) == [
+                ["0004.jpg", "copy-of-0004.jpg.img"],
+                ["0058.jpg", "copy-of-0058.jpg.img"],
+            ]
+    finally:
+        cache.close()
 
 
 def test_a_second_scan_reads_only_what_changed(tmp_path: Path) -> None:
