@@ -149,13 +149,11 @@ def test_scan_groups_screenshots_and_padded_copies_with_their_originals(tmp_path
     padded with the colour of its edge, meets its original."""
     folder = tmp_path / "photos"
     folder.mkdir()
-    for name, copy in (
-        ("0058.jpg", lambda im: _save(_screenshot(im), "PNG")),
-        ("0004.jpg", lambda im: _save(_padded_square(im))),
-    ):
+    for name, copy, fmt in (("0058.jpg", _screenshot, "PNG"), ("0004.jpg", _padded_square, "JPEG")):
         original = (SHARED_IMAGES / "dev" / name).read_bytes()
         (folder / name).write_bytes(original)
-        (folder / f"copy-of-{name}.img").write_bytes(copy(ImageOps.contain(viewed(original), (1024, 1024))))
+        picture = ImageOps.contain(viewed(original), (1024, 1024))
+        (folder / f"copy-of-{name}.img").write_bytes(_save(copy(picture), fmt))
     cache = HashCache(tmp_path / "cache" / "hashes.sqlite3")
     try:
         for hashed, cached in ((4, 0), (0, 4)):

@@ -22,12 +22,14 @@ from app.errors import ImageExists
 from app.models import ImageRecord, NewImage
 
 # What the index is built from, one row per image: key, dHash, whether a centre dHash is known (1)
-# or not (0), the centre dHash (0 when not known), the same two of the DCT hash, and the packed
-# hashes of the picture's other cuts (app/store/columns.py pack_cuts; NULL for none).
+# or not (0), the centre dHash (0 when not known), and the same two of the DCT hash.
 HASH_COLUMNS = (
     "key, dhash, centre_dhash IS NOT NULL, coalesce(centre_dhash, 0), "
-    "dct_hash IS NOT NULL, coalesce(dct_hash, 0), cuts"
+    "dct_hash IS NOT NULL, coalesce(dct_hash, 0)"
 )
+# And of the images that have other cuts (read apart: most have none), their packed hashes
+# (app/store/columns.py pack_cuts).
+CUT_COLUMNS = "key, cuts"
 _CUT_BYTES = 24  # three 64-bit hashes
 
 
@@ -47,14 +49,14 @@ class StoredHashes:
     cut_dcts: np.ndarray  # uint64
 
     @staticmethod
-    def of(rows: list[tuple[int, int, int, int, int, int, bytes | None]]) -> "StoredHashes":
-        """From rows of HASH_COLUMNS in key order, 64-bit hashes as signed integers (as SQL keeps them)."""
-        columns = list(zip(*rows, strict=True)) or [()] * 7
-        table = np.array(columns[:6], dtype=np.int64).reshape(6, -1).T
+    def of(
+        rows: list[tuple[int, int, int, int, int, int]], cut_rows: list[tuple[int, bytes]]
+    ) -> "StoredHashes":
+        """From rows of HASH_COLUMNS and of CUT_COLUMNS in key order, 64-bit hashes as signed
+        integers (as SQL keeps them)."""
+        table = np.array(rows, dtype=np.int64).reshape(-1, 6)
         hashes = table.view(np.uint64)
         centred, with_dct = table[:, 2] == 1, table[:, 4] == 1
-        cut = [(key, packed) for key, packed in zip(columns[0], columns[6], strict=True) if packed]
-        keys, packed = zip(*cut, strict=True) if cut else ((), ())
         return StoredHashes(
             table[:, 0].copy(),
             hashes[:, 1].copy(),
@@ -63,9 +65,9 @@ class StoredHashes:
             table[with_dct, 0],
             hashes[with_dct, 5],
             *cuts_table(
-                np.array(keys, dtype=np.int64),
-                np.array([len(p) for p in packed], dtype=np.int64),
-                b"".join(packed),
+                np.array([key for key, _ in cut_rows], dtype=np.int64),
+                np.array([len(packed) for _, packed in cut_rows], dtype=np.int64),
+                b"".join(packed for _, packed in cut_rows),
             ),
         )
 

@@ -189,8 +189,8 @@ def _hashes(records: list[ImageRecord]) -> StoredHashes:
                 signed(r.centre_dhash or 0),
                 r.dct_hash is not None,
                 signed(r.dct_hash or 0),
-                pack_cuts(r.cuts),
             )
             for r in records
-        ]
+        ],
+        [(r.key, packed) for r in records if (packed := pack_cuts(r.cuts))],
     )

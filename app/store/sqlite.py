@@ -16,7 +16,15 @@ import numpy as np
 
 from app.errors import ImageExists, StoreFull, StoreUnavailable
 from app.models import ImageRecord, Metadata, NewImage
-from app.store.base import HASH_COLUMNS, Changes, StoredHashes, StoreUnusable, Wake, refuse_repeated_ids
+from app.store.base import (
+    CUT_COLUMNS,
+    HASH_COLUMNS,
+    Changes,
+    StoredHashes,
+    StoreUnusable,
+    Wake,
+    refuse_repeated_ids,
+)
 from app.store.columns import COLUMNS, now_micros, record_of_new, record_of_row, row_of
 from app.store.migrations import failed, pending
 
@@ -196,7 +204,8 @@ class SQLiteImageStore:
             f"SELECT {HASH_COLUMNS} FROM images WHERE key > ? AND key <= ? ORDER BY key", (after, upto)
         )
         removed = self._read("SELECT key FROM tombstones WHERE position > ? AND position <= ?", (after, upto))
-        return Changes(StoredHashes.of(added), np.array([row[0] for row in removed], dtype=np.int64))
+        hashes = StoredHashes.of(added, self._cuts(after, upto))
+        return Changes(hashes, np.array([row[0] for row in removed], dtype=np.int64))
 
     def iter_hashes(self, batch_size: int, *, upto: int) -> Iterator[StoredHashes]:
         last_key = 0
@@ -207,8 +216,16 @@ class SQLiteImageStore:
             )
             if not rows:
                 return
-            yield StoredHashes.of(rows)
+            yield StoredHashes.of(rows, self._cuts(last_key, int(rows[-1][0])))
             last_key = int(rows[-1][0])
+
+    def _cuts(self, after: int, upto: int) -> list[tuple[int, bytes]]:
+        # Read apart from the other hashes: a row deleted in between leaves a tombstone, which
+        # removes its cuts from the index with it.
+        return self._read(
+            f"SELECT {CUT_COLUMNS} FROM images WHERE key > ? AND key <= ? AND cuts IS NOT NULL ORDER BY key",
+            (after, upto),
+        )
 
     def get(self, image_id: str) -> ImageRecord | None:
         rows = self._read(f"SELECT {COLUMNS} FROM images WHERE id = ?", (image_id,))
