@@ -56,15 +56,14 @@ class ImageIndex:
         return len(self.whole)
 
     def add(self, hashes: StoredHashes) -> None:
+        keys = hashes.cut_keys  # in key order: a key's cuts are numbered 0, 1... in turn
+        numbers = np.arange(len(keys)) - np.searchsorted(keys, keys)
+        held = numbers < CUT_SLOTS  # Doppel makes two at most; more would take another's key
         self.whole.add(hashes.keys, hashes.hashes)
         self.dct.add(hashes.dct_keys, hashes.dct_hashes)
         self.centre.add(hashes.centre_keys, hashes.centre_hashes)
-        keys = hashes.cut_keys  # in key order: a key's cuts are numbered 0, 1... in turn
-        numbers = np.arange(len(keys)) - np.searchsorted(keys, keys)
-        if len(keys) and numbers.max() >= CUT_SLOTS:
-            raise ValueError(f"an image has more than {CUT_SLOTS} cuts")
-        self.cut.add(keys * CUT_SLOTS + numbers, hashes.cut_hashes)
-        self.cut_dct.add(keys * CUT_SLOTS + numbers, hashes.cut_dcts)
+        self.cut.add(keys[held] * CUT_SLOTS + numbers[held], hashes.cut_hashes[held])
+        self.cut_dct.add(keys[held] * CUT_SLOTS + numbers[held], hashes.cut_dcts[held])
 
     def remove(self, keys: np.ndarray) -> None:
         for index in (self.whole, self.dct, self.centre):

@@ -6,7 +6,7 @@ from typing import Any
 
 Metadata = dict[str, Any]
 # The dHash, vertical dHash and DCT hash of one other cut of a picture (app/imaging ImageHashes'
-# alternatives: its padding or an app's bars off), stored where it differs from the whole's.
+# alternatives: its padding or an app's bars off), kept where its box differs from the whole's.
 Cut = tuple[int, int, int]
 
 

@@ -1,8 +1,8 @@
 """The cost of hashing and indexing each picture's parts (HASHING_VERSION 5), against the whole
 picture alone, measured side by side in one run.
 
-1. Hashing: `hash_image_bytes` (whole, centre, five windows and, where it differs, the unpadded
-   whole) against the whole picture's grids alone from the same grey image, per file of
+1. Hashing: `hash_image_bytes` (whole, centre, five windows and, where they differ, the unpadded
+   and inset cuts) against the whole picture's grids alone from the same grey image, per file of
    shared/images dev/ and large/, medians of --repeats, in turns.
 2. Search: `ImageIndex.search` as a default search makes it (the whole picture's dHash and DCT
    hash against the whole pictures' and cuts', and the centre and the five windows against the

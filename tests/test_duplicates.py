@@ -325,21 +325,33 @@ def test_saved_pairs_of_another_threshold_are_rebuilt(
     assert "made for max_distance 10" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("found_by", "logged"),
+    [
+        (None, "found by whole and centre dHashes"),
+        ("whole dHash, whole DCT hash, centre dHash", "found by whole dHash, whole DCT hash, centre dHash"),
+    ],
+    ids=["dHashes alone", "without the cuts"],
+)
 def test_saved_pairs_found_by_fewer_hashes_are_rebuilt(
-    sqlite_settings: Settings, caplog: pytest.LogCaptureFixture
+    sqlite_settings: Settings, caplog: pytest.LogCaptureFixture, found_by: str | None, logged: str
 ) -> None:
-    """Pairs saved by a Doppel that found them by the dHashes alone lack those only a DCT hash finds."""
+    """Pairs saved by a Doppel that found them by the dHashes alone lack those only a DCT hash
+    finds; by one that did not store the cuts, those only a cut finds."""
     with TestClient(create_app(sqlite_settings)) as client:
         fill(client)
         expected = served_groups(client)
     [saved] = (sqlite_settings.data_dir / "snapshots").glob("pairs-*.json")
     older = json.loads(saved.read_text(encoding="utf-8"))
-    del older["found_by"]
+    if found_by is None:
+        del older["found_by"]
+    else:
+        older["found_by"] = found_by
     older["pairs"] = []
     saved.write_text(json.dumps(older), encoding="utf-8")
     with caplog.at_level(logging.INFO, logger="doppel"), TestClient(create_app(sqlite_settings)) as client:
         assert served_groups(client) == expected
-    assert "found by whole and centre dHashes" in caplog.text
+    assert logged in caplog.text
 
 
 def store_hash(store: SQLiteImageStore, image_id: str) -> int:

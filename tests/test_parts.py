@@ -105,6 +105,41 @@ def test_a_copy_stored_first_is_found_by_its_original_and_grouped_with_it(
 
 
 @needs_shared
+@pytest.mark.parametrize(("name", "edit"), CUT_EDITS)
+def test_cuts_leave_the_index_with_their_image_and_stay_out_of_plain_dhash(
+    client: TestClient, name: str, edit: object
+) -> None:
+    copy, original = copy_and_original(name, edit)
+    assert upload(client, copy, image_id="copy").status_code == 201
+    assert upload(client, original, image_id="original").status_code == 201
+    assert client.get("/duplicates", params={"confirm": "false"}).json()["groups"] == []
+    assert ids(client.get("/images/copy/duplicates", params={"confirm": "false"})) == []
+    # the copy replaced by another picture, then put back, then deleted: its cuts go with it
+    other = (SHARED_IMAGES / "dev" / "0002.jpg").read_bytes()
+    assert client.put("/images/copy", files={"file": ("other.jpg", other)}).status_code == 200
+    assert ids(search(client, original)) == ["original"]
+    assert client.get("/duplicates").json()["groups"] == []
+    assert client.put("/images/copy", files={"file": ("copy", copy)}).status_code == 200
+    assert ids(client.get("/images/original/duplicates")) == ["copy"]
+    assert client.delete("/images/copy").status_code == 204
+    assert ids(client.get("/images/original/duplicates")) == []
+    assert client.get("/duplicates").json()["groups"] == []
+
+
+@needs_shared
+def test_a_mirrored_screenshot_is_paired_with_its_original_from_either_side(client: TestClient) -> None:
+    original = (SHARED_IMAGES / "dev" / PHOTO).read_bytes()
+    mirrored = ImageOps.mirror(ImageOps.contain(viewed(original), (1024, 1024)))
+    assert upload(client, _save(_screenshot(mirrored), "PNG"), image_id="mirrored").status_code == 201
+    assert upload(client, original, image_id="original").status_code == 201
+    turned = {"all_orientations": "true"}
+    for one, other in (("mirrored", "original"), ("original", "mirrored")):
+        [match] = client.get(f"/images/{one}/duplicates", params=turned).json()["matches"]
+        assert (match["id"], match["orientation"]) == (other, "flip_horizontal")
+    assert ids(client.get("/images/mirrored/duplicates")) == []
+
+
+@needs_shared
 def test_a_filtered_copy_whose_dhash_moved_is_found_by_its_dct_hash(client: TestClient) -> None:
     # A vivid filter with a vignette moves dev/0244.png's dHash past the radius, not its DCT hash.
     original = (SHARED_IMAGES / "dev" / "0244.png").read_bytes()
@@ -188,6 +223,16 @@ def test_the_snapshot_keeps_every_index(tmp_path: Path) -> None:
     assert loaded.search([7, 0x11, 0x33], [0xAB, 0xCD, 0x55], [0xFF, 0xF0F0], max_distance=0) == Found(
         [[(3, 0)], [], [(3, 0)]], [[], [(3, 0)], [(3, 0)]], [[(1, 0)], []]
     )
+
+
+def test_cuts_past_the_two_an_image_holds_are_left_out() -> None:
+    """Doppel makes two at most; a third would take the next image's key in the cuts' indexes."""
+    index = ImageIndex()
+    key, five = np.array([1], dtype=np.int64), np.array([5], dtype=np.uint64)
+    three, cuts = np.array([1, 1, 1], dtype=np.int64), np.array([6, 7, 8], dtype=np.uint64)
+    index.add(StoredHashes(key, five, key, five, key, five, three, cuts, cuts))
+    assert len(index) == 1
+    assert index.search([6, 7, 8], [], [], max_distance=0).wholes == [[(1, 0)], [(1, 0)], []]
 
 
 @pytest.mark.parametrize(

@@ -117,10 +117,11 @@ def test_records_whose_originals_are_given_are_rehashed(settings: Settings, tmp_
     for image_id, file in (("cat", "baseline.jpg"), ("sub/large.jpg", "large.jpg")):
         record, true = after[image_id], hash_image_bytes((FILES / file).read_bytes(), max_pixels=10**8)
         assert record.hashing_version == HASHING_VERSION
-        assert (record.dhash, record.dhash_vertical, record.dct_hash) == (
+        assert (record.dhash, record.dhash_vertical, record.dct_hash, record.cuts) == (
             true.dhash,
             true.dhash_vertical,
             true.dct_hash,
+            true.cuts,
         )
         assert (record.width, record.height, record.sha256) == (true.width, true.height, sha256_of(file))
         assert (record.metadata, record.created_at) == (

@@ -359,6 +359,20 @@ def test_changes_returns_adds_and_tombstones_in_a_window_and_respects_upto(store
     assert_types(last.added)
 
 
+def test_changes_carry_the_cuts_of_the_images_added(store: ImageStore) -> None:
+    cut = ((1 << 64) - 1, 2, 3)
+    plain, with_cuts = add(store, image("plain"), image("cut", cuts=(cut, (4, 5, 6))))
+    (gone,) = add(store, image("gone", cuts=((7, 8, 9),)))
+    delete(store, "gone")
+    changes = store.changes(0, store.head())
+    assert_types(changes.added)
+    assert changes.added.cut_keys.tolist() == [with_cuts.key] * 2
+    assert changes.added.cut_hashes.tolist() == [(1 << 64) - 1, 4]
+    assert changes.added.cut_dcts.tolist() == [3, 6]
+    assert changes.removed_keys.tolist() == [gone.key]
+    assert store.changes(0, plain.key).added.cut_keys.tolist() == []
+
+
 def test_changes_up_to_a_position_leave_out_later_images(store: ImageStore) -> None:
     (a,) = add(store, image("a", dhash=(1 << 64) - 1))
     (b,) = add(store, centred("b", centre=(1 << 64) - 1))

@@ -65,11 +65,19 @@ def variants_of_image(hashes: ImageHashes) -> dict[Orientation, Parts]:
     }
 
 
-def variants_of_stored(whole: Signature, centre: Signature | None) -> dict[Orientation, Parts]:
-    """The variants of a stored image's hashes (`variants_of_hashes`, for the whole and the centre)."""
+def variants_of_stored(
+    whole: Signature, centre: Signature | None, cuts: tuple[Signature, ...] = ()
+) -> dict[Orientation, Parts]:
+    """The variants of a stored image's hashes (`variants_of_hashes`, for the whole, the centre and
+    the other cuts)."""
     centres = {} if centre is None else variants_of_hashes(centre.dhash, centre.vertical, centre.dct)
+    turned_cuts = [variants_of_hashes(cut.dhash, cut.vertical, cut.dct) for cut in cuts]
     return {
-        orientation: Parts(signature, centres.get(orientation))
+        orientation: Parts(
+            signature,
+            centres.get(orientation),
+            alternatives=tuple(turned[orientation] for turned in turned_cuts if orientation in turned),
+        )
         for orientation, signature in variants_of_hashes(whole.dhash, whole.vertical, whole.dct).items()
     }
 

@@ -131,8 +131,12 @@ class Matching:
     def matches_of(self, record: ImageRecord, *, options: SearchOptions) -> list[Match]:
         """The other stored images that match a stored record."""
         # The turned variants only when they are searched: making them costs more than the search.
-        variants = variants_of_stored(whole_of(record), centre_of(record)) if options.all_orientations else {}
-        variants[ORIGINAL] = parts_of(record)  # with its cuts, which are not turned
+        parts = parts_of(record)
+        variants = (
+            variants_of_stored(parts.whole, parts.centre, parts.alternatives)
+            if options.all_orientations
+            else {ORIGINAL: parts}
+        )
         return self.find(Query(variants, sha256=record.sha256), options, exclude_key=record.key)
 
     def find(self, query: Query, options: SearchOptions, *, exclude_key: int | None = None) -> list[Match]:
@@ -153,8 +157,10 @@ class Matching:
             max_distance=self._threshold(options),
             cuts=options.confirm,
         )
-        # (how near the match may be, variant) per candidate: the whole's dHash hit is its
-        # distance; another part's says nothing of the whole pictures' (0)
+        # (how near the match may be, variant) per candidate, at most its whole pictures' dHash
+        # distance as _resolve needs: the query whole's hit among the stored wholes is that
+        # distance; among the cuts, under the radius, so under it unless that hit is there too.
+        # Another part's hit says nothing of it (0).
         hits: dict[int, list[tuple[int, Orientation]]] = {}
         # variants come ORIGINAL first, so an equally good original beats a turned variant
         for orientation, by_whole, by_dct, by_centre in zip(
