@@ -60,25 +60,26 @@ def test_copies_plain_dhash_misses_are_found_by_the_centre(
     assert match["similarity"] >= 1 - 10 / 64
 
 
-CUT_EDITS = [
-    # dev/0004.jpg's sky is a few levels under white: padded with white to a square, its top
-    # border does not end at an edge, so the border trim keeps it; the unpadded cut does not.
-    pytest.param("0004.jpg", lambda im: _save(_padded_square(im)), id="unpadded"),
-    pytest.param(PHOTO, lambda im: _save(_screenshot(im), "PNG"), id="inset in a screenshot"),
-]
-
-
-def copy_and_original(name: str, edit: object) -> tuple[bytes, bytes]:
+@pytest.fixture(
+    params=[
+        # dev/0004.jpg's sky is a few levels under white: padded with white to a square, its top
+        # border does not end at an edge, so the border trim keeps it; the unpadded cut does not.
+        pytest.param(("0004.jpg", lambda im: _save(_padded_square(im))), id="unpadded"),
+        pytest.param((PHOTO, lambda im: _save(_screenshot(im), "PNG")), id="inset in a screenshot"),
+    ]
+)
+def cut_copy(request: pytest.FixtureRequest) -> tuple[bytes, bytes]:
+    """A copy of a dev/ picture that the border trim leaves framed, and the picture's file."""
+    name, edit = request.param
     original = (SHARED_IMAGES / "dev" / name).read_bytes()
-    return edit(ImageOps.contain(viewed(original), (1024, 1024))), original  # type: ignore[operator]
+    return edit(ImageOps.contain(viewed(original), (1024, 1024))), original
 
 
 @needs_shared
-@pytest.mark.parametrize(("name", "edit"), CUT_EDITS)
 def test_copies_the_border_trim_misses_are_found_by_another_cut(
-    client: TestClient, name: str, edit: object
+    client: TestClient, cut_copy: tuple[bytes, bytes]
 ) -> None:
-    copy, original = copy_and_original(name, edit)
+    copy, original = cut_copy
     assert upload(client, original, image_id="original").status_code == 201
     assert ids(search(client, copy, confirm="false")) == []
     assert ids(search(client, copy)) == ["original"]
@@ -87,13 +88,12 @@ def test_copies_the_border_trim_misses_are_found_by_another_cut(
 
 
 @needs_shared
-@pytest.mark.parametrize(("name", "edit"), CUT_EDITS)
 def test_a_copy_stored_first_is_found_by_its_original_and_grouped_with_it(
-    client: TestClient, name: str, edit: object
+    client: TestClient, cut_copy: tuple[bytes, bytes]
 ) -> None:
     """The copy's other cuts are stored with it: the picture found in a screenshot, or padded,
     matches whichever of the two came first."""
-    copy, original = copy_and_original(name, edit)
+    copy, original = cut_copy
     assert upload(client, copy, image_id="copy").status_code == 201
     assert ids(search(client, original, confirm="false")) == []
     assert ids(search(client, original)) == ["copy"]
@@ -105,11 +105,10 @@ def test_a_copy_stored_first_is_found_by_its_original_and_grouped_with_it(
 
 
 @needs_shared
-@pytest.mark.parametrize(("name", "edit"), CUT_EDITS)
 def test_cuts_leave_the_index_with_their_image_and_stay_out_of_plain_dhash(
-    client: TestClient, name: str, edit: object
+    client: TestClient, cut_copy: tuple[bytes, bytes]
 ) -> None:
-    copy, original = copy_and_original(name, edit)
+    copy, original = cut_copy
     assert upload(client, copy, image_id="copy").status_code == 201
     assert upload(client, original, image_id="original").status_code == 201
     assert client.get("/duplicates", params={"confirm": "false"}).json()["groups"] == []
