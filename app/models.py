@@ -110,6 +110,8 @@ class HashItem:
     metadata: Metadata = field(default_factory=dict)
     vertical_hash: str | None = None
     dct_hash: str | None = None
+    centre: tuple[str, str, str] | None = None  # the centre's three hashes, as `hash`
+    cuts: tuple[tuple[str, str, str], ...] = ()  # each other cut's three hashes
     hashing_version: int | None = None  # None: the current one
 
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 
@@ -10,12 +11,13 @@ import imagehash
 import pytest
 from fastapi.testclient import TestClient
 from golden import FILES
-from helpers import encode, make_photo, search, upload
-from PIL import Image
+from helpers import SHARED_IMAGES, encode, make_photo, needs_shared, search, upload
+from PIL import Image, ImageOps
 
 from app.api.routes import batch as batch_routes
 from app.api.schemas import MAX_BATCH_FILES, MAX_BATCH_ITEMS
 from app.config import Settings
+from app.evaluation import _crop, _save, _screenshot, viewed
 from app.factory import create_app
 from app.imaging import HASHING_VERSION, hash_hex, hash_image_bytes
 from app.models import HashItem
@@ -79,6 +81,90 @@ def test_hash_items_keep_their_other_hashes_and_hashing_version(client: TestClie
     assert (bare["vertical_hash"], bare["dct_hash"]) == (None, None)
     assert old["hashing_version"] == 1 and bare["hashing_version"] == HASHING_VERSION
     assert client.get("/images/full").json() == full
+    assert (bare["centre"], bare["cuts"]) == (None, [])
+
+
+def part(n: int) -> dict[str, str]:
+    return {"hash": spread(n), "vertical_hash": spread(n + 1), "dct_hash": spread(n + 2)}
+
+
+def test_hash_items_keep_their_centre_and_cuts(client: TestClient) -> None:
+    items = [{"id": "parts", "hash": spread(1), "centre": part(10), "cuts": [part(20), part(30)]}]
+    response = client.post("/images/batch", json={"items": items})
+    assert response.status_code == 201, response.text
+    (stored,) = response.json()["items"]
+    assert (stored["centre"], stored["cuts"]) == (part(10), [part(20), part(30)])
+    assert client.get("/images/parts").json() == stored
+
+
+Edit = Callable[[Image.Image], bytes] | None  # None: the original file
+
+
+def cropped_off_centre(picture: Image.Image) -> bytes:
+    return _save(_crop(picture, 0.10, share_left=0.2, share_top=0.9))
+
+
+def in_a_screenshot(picture: Image.Image) -> bytes:
+    return _save(_screenshot(picture), "PNG")
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    ("stored", "searched"),
+    [(None, cropped_off_centre), (in_a_screenshot, None)],
+    ids=["the original's centre finds a crop", "a screenshot's cuts find the original"],
+)
+def test_hashes_moved_to_another_doppel_keep_finding_what_their_parts_find(
+    client: TestClient, stored: Edit, searched: Edit
+) -> None:
+    """A record's hashes, as GET /images/{id} returns them, stored again by a JSON batch: with its
+    centre and cuts it is found where its whole picture's hashes alone are not."""
+    original = (SHARED_IMAGES / "dev" / "0058.jpg").read_bytes()
+    picture = ImageOps.contain(viewed(original), (1024, 1024))
+    assert upload(client, original if stored is None else stored(picture), image_id="up").status_code == 201
+    record = client.get("/images/up").json()
+    assert client.delete("/images/up").status_code == 204
+    whole = {key: record[key] for key in ("hash", "vertical_hash", "dct_hash")}
+    items = [
+        {"id": "whole", **whole},
+        {"id": "parts", **whole, "centre": record["centre"], "cuts": record["cuts"]},
+    ]
+    assert client.post("/images/batch", json={"items": items}).status_code == 201
+    query = original if searched is None else searched(picture)
+    assert [m["id"] for m in search(client, query).json()["matches"]] == ["parts"]
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        ({"centre": {**part(10), "vertical_hash": "xyz"}}, "centre.vertical_hash must be 16 hex digits"),
+        ({"cuts": [part(20), {**part(30), "dct_hash": "0" * 17}]}, "cuts[1].dct_hash must be 16 hex digits"),
+    ],
+)
+def test_bad_part_hashes_are_named(client: TestClient, item: dict[str, object], reason: str) -> None:
+    items = [{"id": "ok", "hash": spread(1)}, {"id": "bad", "hash": spread(2), **item}]
+    response = client.post("/images/batch", json={"items": items})
+    assert response.status_code == 422
+    (fault,) = response.json()["detail"]
+    assert (fault["index"], fault["id"]) == (1, "bad") and fault["reason"].startswith(reason)
+    assert_nothing_stored(client)
+
+
+@pytest.mark.parametrize(
+    ("item", "loc"),
+    [
+        ({"cuts": [part(1), part(4), part(7)]}, ["body", "items", 0, "cuts"]),
+        ({"centre": {"hash": spread(1)}}, ["body", "items", 0, "centre", "vertical_hash"]),
+    ],
+    ids=["three cuts", "a centre without its other hashes"],
+)
+def test_part_hashes_are_shaped_as_doppel_returns_them(
+    client: TestClient, item: dict[str, object], loc: list[object]
+) -> None:
+    response = client.post("/images/batch", json={"items": [{"hash": spread(1), **item}]})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == loc
+    assert_nothing_stored(client)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,21 @@ from app.service.duplicates import GroupsPage
 from app.service.pairs import Pair
 
 
+class PartHashes(BaseModel):
+    """The three hashes of a part of a picture, each as 16 hex digits."""
+
+    hash: str = Field(description="dHash.")
+    vertical_hash: str = Field(description="Vertical dHash.")
+    dct_hash: str = Field(description="DCT hash.")
+
+    @classmethod
+    def of(cls, dhash: int, vertical: int, dct: int) -> "PartHashes":
+        return cls(hash=hash_hex(dhash), vertical_hash=hash_hex(vertical), dct_hash=hash_hex(dct))
+
+    def texts(self) -> tuple[str, str, str]:
+        return self.hash, self.vertical_hash, self.dct_hash
+
+
 class ImageOut(BaseModel):
     id: str = Field(description="The client's id for the image.")
     hash: str = Field(
@@ -27,6 +42,14 @@ class ImageOut(BaseModel):
     width: int | None = Field(description="Pixels, as displayed; null for an image added by its hash alone.")
     height: int | None = Field(description="Pixels, as displayed; null for an image added by its hash alone.")
     created_at: str = Field(description="When the record was committed, ISO 8601 UTC.")
+    centre: PartHashes | None = Field(
+        description="The hashes of the picture's centre (its middle 80% each way), by which cropped "
+        "and captioned copies are found; null for hash-only records given none."
+    )
+    cuts: list[PartHashes] = Field(
+        description="The hashes of the picture cut out otherwise (without padding the colour of its "
+        "edge; without a screenshot's bars), where that differs from the border trim: 0-2."
+    )
     hashing_version: int = Field(
         description=f"The version of Doppel's hashing its hashes come from (this one's: {HASHING_VERSION})."
     )
@@ -42,6 +65,12 @@ class ImageOut(BaseModel):
             width=record.width,
             height=record.height,
             created_at=record.created_at,
+            centre=(
+                None
+                if record.centre_dhash is None or record.centre_vertical is None or record.centre_dct is None
+                else PartHashes.of(record.centre_dhash, record.centre_vertical, record.centre_dct)
+            ),
+            cuts=[PartHashes.of(*cut) for cut in record.cuts],
             hashing_version=record.hashing_version,
             metadata=record.metadata,
         )
@@ -167,6 +196,14 @@ class BatchItemIn(BaseModel):
         None,
         description="The DCT hash as 16 hex digits, as Doppel returns it; a candidate whose DCT hash is "
         "far from the query's is refuted. Without it, the dHash alone decides.",
+    )
+    centre: PartHashes | None = Field(
+        None, description="The hashes of the picture's centre, as Doppel returns them (ImageOut)."
+    )
+    cuts: list[PartHashes] = Field(
+        default_factory=list,
+        max_length=2,
+        description="The hashes of the picture's other cuts, as Doppel returns them (ImageOut).",
     )
     hashing_version: int | None = Field(
         None,

@@ -122,8 +122,8 @@ class Ingest:
         return record, old is None, duplicates
 
     def add_hashes(self, items: list[HashItem]) -> list[ImageRecord]:
-        """Store images known by their hashes alone (the dHash, and the vertical and DCT hashes
-        when given), in one transaction, all or nothing.
+        """Store images known by their hashes alone (the dHash, and the vertical and DCT hashes,
+        the centre's and the other cuts' when given), in one transaction, all or nothing.
 
         Raises BatchRejected naming every refused item (bad hash, hashing version, id or metadata;
         an id given twice or already stored); then nothing is stored.
@@ -132,6 +132,7 @@ class Ingest:
         faults: list[ItemFault] = []
         for index, item in enumerate(items):
             try:
+                centre = None if item.centre is None else _part_hashes(item.centre, "centre")
                 new = NewImage(
                     id=_id_or_new(item.id),
                     dhash=parse_hash(item.hash),
@@ -140,6 +141,10 @@ class Ingest:
                     metadata=check_metadata(item.metadata),
                     dhash_vertical=parse_optional_hash(item.vertical_hash, "vertical_hash"),
                     dct_hash=parse_optional_hash(item.dct_hash, "dct_hash"),
+                    centre_dhash=None if centre is None else centre[0],
+                    centre_vertical=None if centre is None else centre[1],
+                    centre_dct=None if centre is None else centre[2],
+                    cuts=tuple(_part_hashes(cut, f"cuts[{n}]") for n, cut in enumerate(item.cuts)),
                     hashing_version=check_hashing_version(item.hashing_version),
                 )
                 indexed.append((index, new))
@@ -217,6 +222,16 @@ class Ingest:
 def _refuse(faults: list[ItemFault]) -> None:
     if faults:
         raise BatchRejected(sorted(faults, key=lambda fault: fault.index))
+
+
+def _part_hashes(texts: tuple[str, str, str], part: str) -> tuple[int, int, int]:
+    """The three hashes of a part given as hex (`part` names it in an error)."""
+    dhash, vertical, dct = texts
+    return (
+        parse_hash(dhash, f"{part}.hash"),
+        parse_hash(vertical, f"{part}.vertical_hash"),
+        parse_hash(dct, f"{part}.dct_hash"),
+    )
 
 
 def _id_or_new(image_id: str | None) -> str:

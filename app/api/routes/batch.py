@@ -125,6 +125,8 @@ def _hash_items(body: bytes) -> list[HashItem]:
             metadata=item.metadata,
             vertical_hash=item.vertical_hash,
             dct_hash=item.dct_hash,
+            centre=None if item.centre is None else item.centre.texts(),
+            cuts=tuple(cut.texts() for cut in item.cuts),
             hashing_version=item.hashing_version,
         )
         for item in batch.items
