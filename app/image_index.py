@@ -78,15 +78,9 @@ class ImageIndex:
         """The hits within `max_distance` of each of `wholes` (`wholes_near`), of `dcts`
         (`dcts_near`) and of `centres` (`centres_near`); among the whole pictures' alone, not
         their cuts', unless `cuts`."""
-        if not cuts:
-            return Found(
-                self.whole.search(wholes, max_distance=max_distance),
-                self.dct.search(dcts, max_distance=max_distance),
-                self.centres_near(centres, max_distance=max_distance),
-            )
         return Found(
-            self.wholes_near(wholes, max_distance=max_distance),
-            self.dcts_near(dcts, max_distance=max_distance),
+            (self.wholes_near if cuts else self.whole.search)(wholes, max_distance=max_distance),
+            (self.dcts_near if cuts else self.dct.search)(dcts, max_distance=max_distance),
             self.centres_near(centres, max_distance=max_distance),
         )
 

@@ -132,7 +132,9 @@ class Ingest:
         faults: list[ItemFault] = []
         for index, item in enumerate(items):
             try:
-                centre = None if item.centre is None else _part_hashes(item.centre, "centre")
+                centre_dhash, centre_vertical, centre_dct = (
+                    (None, None, None) if item.centre is None else _part_hashes(item.centre, "centre")
+                )
                 new = NewImage(
                     id=_id_or_new(item.id),
                     dhash=parse_hash(item.hash),
@@ -141,9 +143,9 @@ class Ingest:
                     metadata=check_metadata(item.metadata),
                     dhash_vertical=parse_optional_hash(item.vertical_hash, "vertical_hash"),
                     dct_hash=parse_optional_hash(item.dct_hash, "dct_hash"),
-                    centre_dhash=None if centre is None else centre[0],
-                    centre_vertical=None if centre is None else centre[1],
-                    centre_dct=None if centre is None else centre[2],
+                    centre_dhash=centre_dhash,
+                    centre_vertical=centre_vertical,
+                    centre_dct=centre_dct,
                     cuts=tuple(_part_hashes(cut, f"cuts[{n}]") for n, cut in enumerate(item.cuts)),
                     hashing_version=check_hashing_version(item.hashing_version),
                 )

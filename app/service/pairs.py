@@ -227,14 +227,13 @@ class DuplicatePairs:
                 self._reached.notify_all()
             logger.info("duplicate pairs built: %d images in pairs", len(self._pairs))
 
-    def _pairs_of(self, added: StoredHashes) -> list[Pair] | None:
+    def _pairs_of(self, new: StoredHashes) -> list[Pair] | None:
         """The pairs each new image makes with the earlier images the index holds; None when
         stopping meanwhile."""
         candidates: set[tuple[int, int]] = set()
-        new = added
         for near, keys, hashes in (
-            (self.index.wholes_near, *_with_cuts(new.keys, new.hashes, new.cut_keys, new.cut_hashes)),
-            (self.index.dcts_near, *_with_cuts(new.dct_keys, new.dct_hashes, new.cut_keys, new.cut_dcts)),
+            (self.index.wholes_near, *_and_cuts(new.keys, new.hashes, new.cut_keys, new.cut_hashes)),
+            (self.index.dcts_near, *_and_cuts(new.dct_keys, new.dct_hashes, new.cut_keys, new.cut_dcts)),
             (self.index.centres_near, new.centre_keys, new.centre_hashes),
         ):
             for start in range(0, len(keys), SEARCH_CHUNK):
@@ -256,7 +255,7 @@ class DuplicatePairs:
         return pairs
 
 
-def _with_cuts(
+def _and_cuts(
     keys: np.ndarray, hashes: np.ndarray, cut_keys: np.ndarray, cut_hashes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The whole pictures' keys and hashes, then the cuts'."""
