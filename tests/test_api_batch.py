@@ -450,10 +450,20 @@ def test_multipart_without_files_is_unprocessable(client: TestClient) -> None:
     assert_nothing_stored(client)
 
 
+def test_a_body_that_is_not_well_formed_multipart_is_a_bad_request(client: TestClient) -> None:
+    headers = {"content-type": "multipart/form-data; boundary=B"}
+    response = client.post("/images/batch", content=b"this is not multipart", headers=headers)
+    assert response.status_code == 400 and "multipart" in response.json()["detail"]
+    no_boundary = {"content-type": "multipart/form-data"}
+    response = client.post("/images/batch", content=b"--B\r\n", headers=no_boundary)
+    assert response.status_code == 400 and "boundary" in response.json()["detail"]
+    assert_nothing_stored(client)
+
+
 def test_at_most_a_hundred_files(client: TestClient) -> None:
     tiny = encode(make_photo(1, (16, 12)))
     response = post_files(client, [tiny] * (MAX_BATCH_FILES + 1))
-    assert response.status_code == 422 and "Too many files" in response.json()["detail"]
+    assert response.status_code == 400 and "Too many files" in response.json()["detail"]
     assert_nothing_stored(client)
     assert post_files(client, [tiny] * MAX_BATCH_FILES).status_code == 201
 

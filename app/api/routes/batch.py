@@ -7,7 +7,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException
 
 from app.api.deps import ServiceDep, SettingsDep
 from app.api.params import SearchOptionsDep
@@ -93,7 +92,8 @@ async def add_batch(
 
         return await run_in_threadpool(add_hashes)
     if media_type == "multipart/form-data":
-        form = await _read_form(request)
+        # A body that is not well-formed multipart is a 400, as for every upload.
+        form = await request.form(max_files=MAX_BATCH_FILES, max_fields=2 * MAX_BATCH_FILES)
         try:
             files = await _file_items(form, max_bytes=settings.max_upload_bytes)
         finally:
@@ -131,15 +131,6 @@ def _hash_items(body: bytes) -> list[HashItem]:
         )
         for item in batch.items
     ]
-
-
-async def _read_form(request: Request) -> FormData:
-    try:
-        return await request.form(max_files=MAX_BATCH_FILES, max_fields=2 * MAX_BATCH_FILES)
-    except HTTPException as exc:
-        if exc.status_code != status.HTTP_400_BAD_REQUEST:  # 413 from the body size limit stays 413
-            raise
-        raise InvalidInput(f"the multipart body was refused: {exc.detail}") from exc
 
 
 async def _file_items(form: FormData, *, max_bytes: int) -> list[FileItem]:
