@@ -368,6 +368,10 @@ class Report:
         default_factory=Counter
     )  # original -> benign-kind copies not found by default
     skipped: list[str] = field(default_factory=list)  # originals the service refused to index
+    flat: list[str] = field(default_factory=list)  # originals of one flat tone (ImageHashes.flat)
+    # the same counts for the copies of the flat originals alone
+    flat_found: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    flat_total: Counter[str] = field(default_factory=Counter)
     originals: int = 0
     distinct: int = 0
 
@@ -475,8 +479,11 @@ def _evaluate(service: DoppelService, copies_service: DoppelService, half: Half,
     indexed = []
     for image_id, path in half.originals.items():
         try:
-            service.ingest.add(path.read_bytes(), image_id=image_id, metadata={})
+            data = path.read_bytes()
+            service.ingest.add(data, image_id=image_id, metadata={})
             indexed.append((image_id, path))
+            if service.matching.hasher.hash(data).hashes.flat:
+                report.flat.append(image_id)
         except DoppelError as exc:
             report.skipped.append(f"{image_id}: {exc.detail}")
     report.originals = len(indexed)
@@ -523,6 +530,8 @@ def _search_copies(service: DoppelService, query: EvalQuery, stored: list[EvalQu
     for copy in copies:
         if copy.expected == query.expected:
             report.found[STORED_FIRST][copy.edit] += 1
+            if copy.expected in report.flat:
+                report.flat_found[STORED_FIRST][copy.edit] += 1
     wrong = [copy for copy in copies if copy.expected != query.expected]
     by = "held-out distinct images" if query.kind == "distinct" else "originals against stored copies"
     report.wrong[STORED_FIRST][by] += len(wrong)
@@ -534,6 +543,8 @@ def _search(service: DoppelService, query: EvalQuery, report: Report) -> None:
         report.distinct += 1
     else:
         report.total[query.edit] += 1
+        if query.expected in report.flat:
+            report.flat_total[query.edit] += 1
         report.kinds[query.edit] = query.kind
     try:
         upload = service.matching.hasher.hash(query.data)
@@ -547,6 +558,8 @@ def _search(service: DoppelService, query: EvalQuery, report: Report) -> None:
         matches = service.matching.find(found, options)
         if query.expected is not None and any(m.record.id == query.expected for m in matches):
             report.found[label][query.edit] += 1
+            if query.expected in report.flat:
+                report.flat_found[label][query.edit] += 1
         elif label == "default" and query.kind in BENIGN_KINDS:
             report.missed[query.expected or query.name] += 1
         source = "held-out distinct images" if query.kind == "distinct" else "edited copies"
@@ -617,6 +630,16 @@ def _half_tables(report: Report) -> list[str]:
             total = sum(report.total[e] for e in edits)
             cells = [f"**{100 * sum(report.found[m][e] for e in edits) / total:.1f}%**" for m in modes]
             lines.append(f"| **{label}** | | " + " | ".join(cells) + " |")
+    if report.flat:
+        for label, kinds in [("all benign edits", BENIGN_KINDS), ("all overlay edits", ("overlay",))]:
+            edits = [e for e in report.total if report.kinds[e] in kinds]
+            total = sum(report.total[e] - report.flat_total[e] for e in edits)
+            found = [sum(report.found[m][e] - report.flat_found[m][e] for e in edits) for m in modes]
+            cells = [f"**{100 * n / total:.1f}%**" for n in found]
+            lines.append(f"| **{label}, flat pictures left out** | | " + " | ".join(cells) + " |")
+    if report.flat:
+        flat = ", ".join(report.flat)
+        lines += ["", f"Flat pictures (one tone at the scale of the hashes, `flat` in a search): {flat}."]
     if report.missed:
         most = ", ".join(f"{name} {count}" for name, count in report.missed.most_common(MOST_MISSED))
         lines += ["", f"Benign copies missed by default, by original (most missed first): {most}."]

@@ -33,6 +33,18 @@ def make_photo(seed: int, size: tuple[int, int] = (640, 480), mode: str = "RGB")
     return Image.fromarray(pixels, "RGB").convert(mode)
 
 
+def as_stored(created: dict[str, object]) -> dict[str, object]:
+    """The record an answer to an upload describes, as GET /images/{id} answers it: without the
+    upload's own `duplicates` and `flat`."""
+    return {k: v for k, v in created.items() if k not in ("duplicates", "flat")}
+
+
+def make_texture(seed: int) -> Image.Image:
+    """A plain pale texture: grain of a few grey levels, one flat tone at a coarse scale."""
+    grain = np.random.default_rng(seed).integers(216, 229, size=(480, 640, 3), dtype=np.uint8)
+    return Image.fromarray(grain)
+
+
 def grey_of(image: Image.Image) -> np.ndarray:
     """The grey pixels Doppel hashes an opened image from (decoded whole, as a viewer sees it)."""
     image.load()

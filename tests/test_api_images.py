@@ -7,7 +7,7 @@ import httpx
 import imagehash
 import pytest
 from fastapi.testclient import TestClient
-from helpers import encode, make_photo, upload
+from helpers import as_stored, encode, make_photo, upload
 from PIL import Image
 from pydantic import SecretStr
 
@@ -26,8 +26,8 @@ def test_post_image_returns_the_record(client: TestClient) -> None:
     assert (body["width"], body["height"]) == (640, 480)
     assert body["metadata"] == {"owner": "ann", "tags": ["x"]}
     assert body["created_at"].endswith("Z")
-    assert body["duplicates"] == []
-    assert client.get("/images/cat-1").json() == {k: v for k, v in body.items() if k != "duplicates"}
+    assert body["duplicates"] == [] and body["flat"] is False
+    assert client.get("/images/cat-1").json() == as_stored(body)
 
 
 def test_post_generates_an_id_when_absent(client: TestClient) -> None:

@@ -5,7 +5,8 @@ from collections.abc import Iterator
 import imagehash
 import pytest
 from fastapi.testclient import TestClient
-from helpers import encode, make_photo, search, upload
+from helpers import encode, make_photo, make_texture, search, upload
+from PIL import Image
 
 from app.config import Settings
 from app.factory import create_app
@@ -43,6 +44,27 @@ def test_search_by_upload_finds_the_copies(client: TestClient) -> None:
     assert [m["id"] for m in body["matches"]] == ["original"]
     assert body["matches"][0]["metadata"] == {"src": "a"}
     assert client.get("/health").json()["images"] == 2  # searching stores nothing
+
+
+def test_a_flat_picture_is_said_to_be_so(client: TestClient) -> None:
+    assert upload(client, encode(make_photo(1)), "photo").json()["flat"] is False
+    assert search(client, encode(make_photo(1))).json()["flat"] is False
+    body = search(client, encode(make_texture(1), "PNG")).json()
+    assert body["flat"] is True and body["matches"] == []
+    # where it is stored too: added, replaced, in a batch
+    assert upload(client, encode(make_texture(1), "PNG"), "page").json()["flat"] is True
+    put = client.put("/images/photo", files={"file": ("t.png", encode(make_texture(2), "PNG"))})
+    assert put.status_code == 200 and put.json()["flat"] is True
+    files = [("file", ("p.png", encode(make_photo(3)))), ("file", ("t.png", encode(make_texture(3), "PNG")))]
+    batch = client.post("/images/batch", files=files)
+    assert [item["flat"] for item in batch.json()["items"]] == [False, True]
+    assert "flat" not in client.get("/images/page").json()  # not kept with the record
+    # a logo on a blank page is not flat: the hashes see it
+    page = Image.new("RGB", (640, 480), "white")
+    page.paste((20, 40, 160), (100, 100, 300, 260))
+    assert search(client, encode(page, "PNG")).json()["flat"] is False
+    # a search by hash cannot tell
+    assert client.get("/search", params={"hash": "0" * 16}).json()["flat"] is None
 
 
 def test_matches_are_sorted_by_distance_then_id(stored: TestClient) -> None:

@@ -1,10 +1,11 @@
 """The accuracy evaluation command: `python main.py eval DIR...`."""
 
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 from helpers import make_photo
+from PIL import Image
 
 from app.cli import main
 from app.evaluation import (
@@ -96,6 +97,36 @@ def test_the_most_missed_originals_are_named() -> None:
     most = "dev:flat.png 14, dev:wide.png 10, dev:a.png 1"
     assert f"Benign copies missed by default, by original (most missed first): {most}." in lines
     assert not any("missed by default" in line for line in _half_tables(Report()))
+
+
+def test_flat_originals_are_named_and_left_out_of_a_second_figure(tmp_path: Path) -> None:
+    folder = photos(tmp_path / "originals", 4)
+    Image.new("RGB", (320, 240), (222, 222, 220)).save(folder / "blank.png")
+    reports = evaluate([folder], distinct_folders=[], hold_out_every=0, max_distance=10, max_score=10)
+    assert sorted(name for r in reports.values() for name in r.flat) == ["originals:blank.png"]
+    report = Report(
+        total=Counter({"png": 4, "caption": 4}),
+        kinds={"png": "benign", "caption": "overlay"},
+        found=defaultdict(Counter, {"default": Counter({"png": 4, "caption": 2})}),
+        flat=["dev:blank.png"],
+        flat_total=Counter({"png": 1, "caption": 1}),
+        flat_found=defaultdict(Counter, {"default": Counter({"png": 1})}),
+    )
+    lines = [line.replace("**", "") for line in _half_tables(report)]
+    assert any(
+        line.startswith("| all benign edits (benign, overlay, border) | | 0.0% | 75.0%") for line in lines
+    )
+    # 3 + 2 of the 6 copies of the other originals
+    assert any(
+        line.startswith("| all benign edits, flat pictures left out | | 0.0% | 83.3%") for line in lines
+    )
+    assert any(
+        line.startswith("| all overlay edits, flat pictures left out | | 0.0% | 66.7%") for line in lines
+    )
+    assert any("Flat pictures" in line and "dev:blank.png" in line for line in lines)
+    assert not any(
+        "flat" in line.lower() for line in _half_tables(Report(total=report.total, kinds=report.kinds))
+    )
 
 
 def test_eval_refuses_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from helpers import encode, make_photo
+from helpers import encode, make_photo, make_texture
 from live_server import LiveServer
 from pydantic import SecretStr
 
@@ -76,6 +76,13 @@ def test_a_picture_dropped_on_the_page_shows_its_match_and_the_groups(tmp_path: 
             assert len(rows) == 2 and all("harbour" in row and "original" in row for row in rows), rows
             assert "2 matches" in browser.find_element(By.ID, "status").text
             assert len(browser.find_element(By.ID, "hash").text) == 16
+            # a picture of one flat tone: the page says what a lack of matches is worth
+            blank = tmp_path / "blank.png"
+            blank.write_bytes(encode(make_texture(1), "PNG"))
+            browser.find_element(By.ID, "file").clear()
+            browser.find_element(By.ID, "file").send_keys(str(blank))
+            wait.until(lambda b: "flat tone" in b.find_element(By.ID, "status").text)
+            assert "0 matches" in browser.find_element(By.ID, "status").text
             browser.find_element(By.ID, "groups").click()
             wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".group img.thumb"))
             group = browser.find_element(By.CSS_SELECTOR, ".group").text

@@ -7,7 +7,13 @@ from pydantic import BaseModel, Field
 from app.imaging import HASHING_VERSION, Signature, hash_hex
 from app.models import ImageRecord, Match, Orientation, Page
 from app.service.duplicates import GroupsPage
+from app.service.ingest import Added
 from app.service.pairs import Pair
+
+FLAT = (
+    "The uploaded picture is one flat tone at the scale of its hashes (a blank page, a plain texture): "
+    "its unedited and resized copies are found, its edited ones mostly not, so no match says little."
+)
 
 
 class PartHashes(BaseModel):
@@ -116,11 +122,13 @@ def _hex_or_none(value: int | None) -> str | None:
 
 
 class ImageCreated(ImageOut):
+    flat: bool = Field(description=FLAT)
     duplicates: list[MatchOut] = Field(description="Stored images that match this one.")
 
     @classmethod
-    def with_duplicates(cls, record: ImageRecord, duplicates: list[Match]) -> "ImageCreated":
-        return cls(**ImageOut.of(record).model_dump(), duplicates=matches_out(duplicates))
+    def of_added(cls, added: Added) -> "ImageCreated":
+        duplicates = matches_out(added.duplicates)
+        return cls(**ImageOut.of(added.record).model_dump(), flat=added.flat, duplicates=duplicates)
 
 
 class PageOut(BaseModel):
@@ -136,14 +144,16 @@ class SearchOut(BaseModel):
     hash: str = Field(description="The query's dHash, 16 hex digits.")
     vertical_hash: str | None = Field(description="The query's vertical dHash, when known.")
     dct_hash: str | None = Field(description="The query's DCT hash, when known.")
+    flat: bool | None = Field(description=f"{FLAT} Null for a search by hash.")
     matches: list[MatchOut]
 
     @classmethod
-    def of(cls, signature: Signature, matches: list[Match]) -> "SearchOut":
+    def of(cls, signature: Signature, matches: list[Match], *, flat: bool | None = None) -> "SearchOut":
         return cls(
             hash=hash_hex(signature.dhash),
             vertical_hash=_hex_or_none(signature.vertical),
             dct_hash=_hex_or_none(signature.dct),
+            flat=flat,
             matches=matches_out(matches),
         )
 

@@ -55,6 +55,11 @@ DCT_SIDE = 32  # as imagehash.phash: 8 x its high-frequency factor 4
 # mirror-symmetric image exactly so, where the weights' fixed point and float arithmetic move a
 # value by at most ~0.02.
 DCT_GRID_STEP = 1 / 16
+# A picture whose 9x8 grid spans fewer grey levels than this is one flat tone at the scale the
+# hashes see (a blank page, a plain texture): their bits are set by noise that any edit redraws,
+# so its edited copies cannot be told from other flat pictures (TinEye's "too simple"). On the
+# pictures of shared/images the grids of such span 1-2 levels; every other picture's spans 62 or more.
+FLAT_SPREAD = 8
 # Parts of the picture hashed besides the whole, as (top, bottom, left, right) shares of its sides.
 # The centre, kept with every image: captions, logos and meme text along the edges fall outside it.
 CENTRE = (0.1, 0.9, 0.1, 0.9)
@@ -205,6 +210,11 @@ class ImageHashes:
     @property
     def signature(self) -> Signature:
         return self.whole.signature
+
+    @property
+    def flat(self) -> bool:
+        """Whether the picture is one flat tone at the scale of its hashes (`FLAT_SPREAD`)."""
+        return int(np.ptp(self.whole.wide)) < FLAT_SPREAD
 
     @property
     def cuts(self) -> tuple[tuple[int, int, int], ...]:

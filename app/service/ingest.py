@@ -7,6 +7,7 @@ other process's, and a write returns once its own index holds it (read-your-writ
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from enum import StrEnum
 
 from app.errors import (
@@ -49,6 +50,17 @@ logger = logging.getLogger("doppel")
 CATCH_UP_TIMEOUT_S = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class Added:
+    """An uploaded image once stored: its record, its matches, and whether its picture is one flat
+    tone (app/imaging ImageHashes.flat: its edited copies are rarely found)."""
+
+    record: ImageRecord
+    duplicates: list[Match]
+    flat: bool
+    created: bool = True  # False: it replaced the image stored under its id
+
+
 class OnDuplicate(StrEnum):
     """What POST /images does with a copy of a stored image."""
 
@@ -74,7 +86,7 @@ class Ingest:
         metadata: Metadata,
         options: SearchOptions | None = None,
         on_duplicate: OnDuplicate = OnDuplicate.ALLOW,
-    ) -> tuple[ImageRecord, list[Match]]:
+    ) -> Added:
         """Store a new image; also return its matches among the images stored before it.
 
         With `on_duplicate` REJECT (any match) or REJECT_EXACT (identical bytes) a copy raises
@@ -104,13 +116,13 @@ class Ingest:
                         raise DuplicateImage(exact)
                 (record,) = write.add([new])
         self._show(write)
-        return record, duplicates
+        return Added(record, duplicates, upload.hashes.flat)
 
     def put(
         self, image_id: str, data: bytes, *, metadata: Metadata, options: SearchOptions | None = None
-    ) -> tuple[ImageRecord, bool, list[Match]]:
-        """Create or replace the image under `image_id`. Returns (record, created, duplicates),
-        the duplicates being the other stored images that match it."""
+    ) -> Added:
+        """Create or replace the image under `image_id`; its duplicates are the other stored images
+        that match it."""
         upload = self.hasher.hash(data)
         new = new_image(upload, image_id=check_image_id(image_id), metadata=metadata)
         with self.store.writing() as write:
@@ -119,7 +131,7 @@ class Ingest:
         options = options or SearchOptions()
         query = query_of_upload(upload, all_orientations=options.all_orientations)
         duplicates = self.matching.find(query, options, exclude_key=record.key)
-        return record, old is None, duplicates
+        return Added(record, duplicates, upload.hashes.flat, created=old is None)
 
     def add_hashes(self, items: list[HashItem]) -> list[ImageRecord]:
         """Store images known by their hashes alone (the dHash, and the vertical and DCT hashes,
@@ -156,7 +168,7 @@ class Ingest:
 
     def add_files(
         self, files: list[FileItem], *, max_file_bytes: int, options: SearchOptions | None = None
-    ) -> list[tuple[ImageRecord, list[Match]]]:
+    ) -> list[Added]:
         """Store uploaded files in one transaction, all or nothing, each with its matches among
         the images stored before it, the earlier files of the batch included.
 
@@ -166,6 +178,7 @@ class Ingest:
         options = options or SearchOptions()
         indexed: list[tuple[int, NewImage]] = []
         queries: list[Query] = []
+        flat: list[bool] = []
         faults: list[ItemFault] = []
         with ThreadPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1) or 1) as pool:
             # Pillow and numpy release the GIL while they decode and resize, so threads use every core.
@@ -177,6 +190,7 @@ class Ingest:
                     new = new_image(upload, image_id=_id_or_new(item.id), metadata=metadata)
                     indexed.append((index, new))
                     queries.append(query_of_upload(upload, all_orientations=options.all_orientations))
+                    flat.append(upload.hashes.flat)
                 except DoppelError as exc:
                     faults.append(ItemFault(index, item.id, exc))
         earlier = [self.matching.find(query, options) for query in queries]
@@ -185,7 +199,7 @@ class Ingest:
         for n, record in enumerate(records):
             matches = earlier[n] + self.matching.match_among(queries[n], records[:n], options)
             matches.sort(key=match_order)
-            results.append((record, matches[: options.limit]))
+            results.append(Added(record, matches[: options.limit], flat[n]))
         return results
 
     def delete(self, image_id: str) -> None:

@@ -103,7 +103,7 @@ async def add_batch(
             results = service.ingest.add_files(
                 files, max_file_bytes=settings.max_upload_bytes, options=options
             )
-            answer = BatchCreatedOut(items=[ImageCreated.with_duplicates(r, d) for r, d in results])
+            answer = BatchCreatedOut(items=[ImageCreated.of_added(added) for added in results])
             return JSONLine(answer.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
 
         return await run_in_threadpool(add_files)

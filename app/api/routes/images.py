@@ -46,7 +46,7 @@ async def add_image(
 ) -> ImageCreated:
     """Index an image. Answers with the record and its matches among the images stored before it."""
     data = await read_upload(file, max_bytes=settings.max_upload_bytes)
-    record, duplicates = await run_in_threadpool(
+    added = await run_in_threadpool(
         service.ingest.add,
         data,
         image_id=image_id,
@@ -54,7 +54,7 @@ async def add_image(
         options=options,
         on_duplicate=on_duplicate,
     )
-    return ImageCreated.with_duplicates(record, duplicates)
+    return ImageCreated.of_added(added)
 
 
 @router.put(
@@ -77,12 +77,12 @@ async def put_image(
 ) -> ImageCreated:
     """Create (201) or replace (200) the image under this id."""
     data = await read_upload(file, max_bytes=settings.max_upload_bytes)
-    record, created, duplicates = await run_in_threadpool(
+    added = await run_in_threadpool(
         service.ingest.put, image_id, data, metadata=parse_metadata(metadata), options=options
     )
-    if not created:
+    if not added.created:
         response.status_code = status.HTTP_200_OK
-    return ImageCreated.with_duplicates(record, duplicates)
+    return ImageCreated.of_added(added)
 
 
 @router.get("", response_model=PageOut, responses=error_responses(422))

@@ -23,7 +23,7 @@ async def search_by_image(
     """Stored images within `max_distance` of the uploaded image's dHash, nearest first. Nothing is stored."""
     data = await read_upload(file, max_bytes=settings.max_upload_bytes)
     upload, matches = await run_in_threadpool(service.matching.search, data, options=options)
-    return SearchOut.of(upload.hashes.signature, matches)
+    return SearchOut.of(upload.hashes.signature, matches, flat=upload.hashes.flat)
 
 
 @router.get("", response_model=SearchOut, responses=error_responses(422))
