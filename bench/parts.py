@@ -10,7 +10,8 @@ picture alone, measured side by side in one run.
    random images, each with a centre and a DCT hash, a share of them (--cut-share) with another
    cut (dev/'s graphics have 0.5 a picture, the photos of large/ and natural/ 1 in 21); p50 and
    p99 of --queries queries with a planted neighbour.
-3. Memory: the entries of the five indexes per image against those of the whole pictures' alone.
+3. Memory: the entries of the five indexes per image against those of the whole pictures' alone,
+   and the resident memory they add per image once their tables are built.
 
 Run: python bench/parts.py [--size 1000000] [--queries 2000] [--repeats 5] [--cut-share 0.5]
 """
@@ -19,6 +20,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from support import REPO, shared_images
@@ -80,11 +82,15 @@ def search(size: int, queries: int, cut_share: float) -> None:
     wholes = rng.integers(0, 1 << 63, size, dtype=np.uint64) * np.uint64(2)
     centres = rng.integers(0, 1 << 63, size, dtype=np.uint64) * np.uint64(2)
     dcts = rng.integers(0, 1 << 63, size, dtype=np.uint64) * np.uint64(2)
-    index = ImageIndex()
     cut_keys = keys[: round(size * cut_share)]
     cuts = rng.integers(0, 1 << 63, (2, len(cut_keys)), dtype=np.uint64) * np.uint64(2)
+    before = resident_bytes()
+    index = ImageIndex()
     index.add(StoredHashes(keys, wholes, keys, centres, keys, dcts, cut_keys, cuts[0], cuts[1]))
-    index.search([0], [0], [0], max_distance=RADIUS)  # each index builds its tables on first use
+    indexes = (index.whole, index.dct, index.centre, index.cut, index.cut_dct)
+    for one in indexes:  # timed once every table is built, as in a replica that has run a while
+        one._settle()
+    resident = (resident_bytes() - before) / size
     picked = rng.integers(0, size, queries)
     flips = [sum(1 << int(b) for b in rng.choice(64, 3, replace=False)) for _ in range(queries)]
     full: list[float] = []
@@ -106,11 +112,19 @@ def search(size: int, queries: int, cut_share: float) -> None:
         f"p50 {p50[0]:.3f} ms, p99 {p99[0]:.3f} ms; whole alone p50 {p50[1]:.3f} ms, p99 {p99[1]:.3f} ms = "
         f"{p50[0] / p50[1]:.2f}x at p50"
     )
-    entries = [len(i) for i in (index.whole, index.dct, index.centre, index.cut, index.cut_dct)]
+    entries = [len(i) for i in indexes]
     print(
         f"3. memory: {sum(entries) / size:.1f} entries an image instead of 1 "
-        f"({' + '.join(f'{n:,}' for n in entries)})"
+        f"({' + '.join(f'{n:,}' for n in entries)}); the index's resident growth {resident:.1f} B an image"
     )
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def main() -> None:

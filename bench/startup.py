@@ -3,7 +3,9 @@ rebuilt from the store or loaded from a snapshot. Target: start-up at 10M stored
 
 For each store (--stores: a SQLite file, a PostgreSQL database) the store is filled up to each of
 --sizes (default 1M, then 10M: the same store grows) through the store API, not over HTTP:
-hash-only rows (random dHash, no size), 100,000 per write transaction. Then, --repeats times:
+rows as an uploaded photo's (random hashes: the whole picture's three, its centre's three, and for
+--cut-share of them one other cut; a size and a SHA-256; no metadata), 100,000 per write
+transaction. Then, --repeats times:
 
  a. start with no snapshot (the index rebuilt from the store) until /health/ready answers 200;
  b. stop it cleanly (SIGTERM: it writes its index snapshot): seconds until it exited, snapshot size;
@@ -19,6 +21,7 @@ iter_hashes, adding them to a HammingIndex, loading the snapshot).
 Reference in the same run: a start on an empty store (process start, imports, an empty index).
 
 Run: python bench/startup.py [--stores sqlite,postgres] [--sizes 1000000,10000000] [--repeats 2]
+     [--cut-share 0.05]
 PostgreSQL runs create a database of their own on the server of --postgres-url and drop it after
 (the filled store is vacuumed, as a store in service would be, before the starts are timed).
 """
@@ -88,21 +91,30 @@ class Store:
         self.added = self.count  # ever added: the next id's number
         self.deleted = 0  # the oldest images deleted so far
 
-    def fill(self, upto: int, rng: np.random.Generator) -> float:
-        """Add hash-only rows until the store holds `upto`; seconds it took."""
+    def fill(self, upto: int, rng: np.random.Generator, cut_share: float) -> float:
+        """Add rows as an uploaded photo's until the store holds `upto`; seconds it took."""
         start = time.perf_counter()
         while self.count < upto:
             batch = min(FILL_BATCH, upto - self.count)
-            hashes = rng.integers(0, 2**64, size=batch, dtype=np.uint64).tolist()
+            hashes = rng.integers(0, 2**64, size=(batch, 9), dtype=np.uint64).tolist()
+            has_cut = (rng.random(batch) < cut_share).tolist()
+            digests = rng.bytes(32 * batch)
             images = [
                 NewImage(
                     id=f"img-{self.added + n:010d}",
-                    dhash=h,
-                    width=None,
-                    height=None,
+                    dhash=h[0],
+                    width=1600,
+                    height=1200,
+                    dhash_vertical=h[1],
+                    dct_hash=h[2],
+                    centre_dhash=h[3],
+                    centre_vertical=h[4],
+                    centre_dct=h[5],
+                    cuts=((h[6], h[7], h[8]),) if cut else (),
+                    sha256=digests[32 * n : 32 * n + 32].hex(),
                     hashing_version=HASHING_VERSION,
                 )
-                for n, h in enumerate(hashes)
+                for n, (h, cut) in enumerate(zip(hashes, has_cut, strict=True))
             ]
             with self.store.writing() as write:
                 write.add(images)
@@ -228,7 +240,7 @@ def run_size(
     store: Store, empty: Store, size: int, args: argparse.Namespace, rng: np.random.Generator
 ) -> None:
     had = store.count
-    fill = store.fill(size, rng)
+    fill = store.fill(size, rng, args.cut_share)
     vacuum = store.vacuum()
     print(f"\n{store.kind}, {store.count:,} images", end="")
     if store.count > had:
@@ -250,7 +262,7 @@ def run_size(
         snapshot_bytes += [path.stat().st_size for path in snapshots(store.data_dir)]
         with started(store, args.timeout, starts, "snapshot", snapshot=True) as server:
             server.terminate()
-        store.fill(store.count + args.more, rng)
+        store.fill(store.count + args.more, rng, args.cut_share)
         with started(store, args.timeout, starts, f"snapshot + {args.more:,} more", snapshot=True):
             pass  # its stop saves a snapshot with the rows added, for the next start
     print(f"   {'start until /health/ready':<34}{'seconds, median (min-max)':>28}", end="")
@@ -299,6 +311,9 @@ def main() -> None:
         "--sizes", type=sizes, default=[1_000_000, 10_000_000], help="default: 1000000,10000000"
     )
     parser.add_argument("--repeats", type=int, default=2, help="start cycles per size (default 2)")
+    parser.add_argument(
+        "--cut-share", type=float, default=0.05, help="images with a cut (0-1; default 0.05, photos')"
+    )
     parser.add_argument(
         "--more", type=int, default=10_000, help="rows written while it is down (default 10000)"
     )
