@@ -479,10 +479,9 @@ def _evaluate(service: DoppelService, copies_service: DoppelService, half: Half,
     indexed = []
     for image_id, path in half.originals.items():
         try:
-            data = path.read_bytes()
-            service.ingest.add(data, image_id=image_id, metadata={})
+            added = service.ingest.add(path.read_bytes(), image_id=image_id, metadata={})
             indexed.append((image_id, path))
-            if service.matching.hasher.hash(data).hashes.flat:
+            if added.flat:
                 report.flat.append(image_id)
         except DoppelError as exc:
             report.skipped.append(f"{image_id}: {exc.detail}")
@@ -637,7 +636,6 @@ def _half_tables(report: Report) -> list[str]:
             found = [sum(report.found[m][e] - report.flat_found[m][e] for e in edits) for m in modes]
             cells = [f"**{100 * n / total:.1f}%**" for n in found]
             lines.append(f"| **{label}, flat pictures left out** | | " + " | ".join(cells) + " |")
-    if report.flat:
         flat = ", ".join(report.flat)
         lines += ["", f"Flat pictures (one tone at the scale of the hashes, `flat` in a search): {flat}."]
     if report.missed:
