@@ -53,7 +53,7 @@ CATCH_UP_TIMEOUT_S = 10.0
 @dataclass(frozen=True, slots=True)
 class Added:
     """An uploaded image once stored: its record, its matches, and whether its picture is one flat
-    tone (app/imaging ImageHashes.flat: its edited copies are rarely found)."""
+    tone (app/imaging ImageHashes.flat: many of its edited copies are missed)."""
 
     record: ImageRecord
     duplicates: list[Match]
