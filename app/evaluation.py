@@ -633,9 +633,10 @@ def _half_tables(report: Report) -> list[str]:
         for label, kinds in [("all benign edits", BENIGN_KINDS), ("all overlay edits", ("overlay",))]:
             edits = [e for e in report.total if report.kinds[e] in kinds]
             total = sum(report.total[e] - report.flat_total[e] for e in edits)
-            found = [sum(report.found[m][e] - report.flat_found[m][e] for e in edits) for m in modes]
-            cells = [f"**{100 * n / total:.1f}%**" for n in found]
-            lines.append(f"| **{label}, flat pictures left out** | | " + " | ".join(cells) + " |")
+            if total:
+                found = [sum(report.found[m][e] - report.flat_found[m][e] for e in edits) for m in modes]
+                cells = [f"**{100 * n / total:.1f}%**" for n in found]
+                lines.append(f"| **{label}, flat pictures left out** | | " + " | ".join(cells) + " |")
         flat = ", ".join(report.flat)
         lines += ["", f"Flat pictures (one tone at the scale of the hashes, `flat` in a search): {flat}."]
     if report.missed:

@@ -486,4 +486,4 @@ def test_size_limits(tmp_path: Path) -> None:
 def test_openapi_documents_both_bodies(client: TestClient) -> None:
     operation = client.get("/openapi.json").json()["paths"]["/images/batch"]["post"]
     assert set(operation["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
-    assert {"201", "409", "413", "415", "422"} <= set(operation["responses"])
+    assert {"201", "400", "409", "413", "415", "422"} <= set(operation["responses"])

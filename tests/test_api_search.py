@@ -55,6 +55,8 @@ def test_a_flat_picture_is_said_to_be_so(client: TestClient) -> None:
     assert upload(client, encode(make_texture(1), "PNG"), "page").json()["flat"] is True
     put = client.put("/images/photo", files={"file": ("t.png", encode(make_texture(2), "PNG"))})
     assert put.status_code == 200 and put.json()["flat"] is True
+    put = client.put("/images/new", files={"file": ("t.png", encode(make_texture(4), "PNG"))})
+    assert put.status_code == 201 and put.json()["flat"] is True
     files = [("file", ("p.png", encode(make_photo(3)))), ("file", ("t.png", encode(make_texture(3), "PNG")))]
     batch = client.post("/images/batch", files=files)
     assert [item["flat"] for item in batch.json()["items"]] == [False, True]

@@ -127,6 +127,10 @@ def test_flat_originals_are_named_and_left_out_of_a_second_figure(tmp_path: Path
     assert not any(
         "flat" in line.lower() for line in _half_tables(Report(total=report.total, kinds=report.kinds))
     )
+    # a half whose originals are all flat has nothing left to count
+    every_copy_flat = Report(**{**vars(report), "flat_total": report.total})
+    lines = _half_tables(every_copy_flat)
+    assert not any("left out" in line for line in lines) and any("Flat pictures" in line for line in lines)
 
 
 def test_eval_refuses_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,10 @@ from PIL import Image, ImageOps
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
 from app.imaging.hashing import (
+    FLAT_SPREAD,
     MAX_SIDE,
+    Grids,
+    ImageHashes,
     as_displayed,
     hamming,
     hash_hex,
@@ -65,6 +68,20 @@ def test_real_photos_hash_like_imagehash() -> None:
     assert len(distances) >= 70
     assert max(distances) <= 3
     assert distances.count(0) / len(distances) >= 0.8
+
+
+@pytest.mark.parametrize(("spread", "flat"), [(0, True), (FLAT_SPREAD - 1, True), (FLAT_SPREAD, False)])
+def test_a_picture_is_flat_when_its_grid_spans_few_grey_levels(spread: int, flat: bool) -> None:
+    wide = np.full((8, 9), 200.0)
+    wide[3, 4] += spread
+    grids = Grids(wide, wide.T.copy(), np.zeros((8, 8)))
+    assert ImageHashes(90, 80, grids, grids, ()).flat is flat
+
+
+def test_blank_pages_and_plain_textures_are_flat_and_photos_are_not() -> None:
+    blank = Image.new("RGB", (640, 480), (250, 250, 245))
+    assert hash_image_bytes(encode(blank, "PNG"), max_pixels=LIMIT).flat
+    assert not hash_image_bytes(encode(make_photo(5)), max_pixels=LIMIT).flat
 
 
 def test_hex_round_trip() -> None:

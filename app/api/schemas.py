@@ -13,7 +13,7 @@ from app.service.pairs import Pair
 FLAT = (
     "The uploaded picture is one flat tone at the scale of its hashes (a blank page, a plain texture): "
     "its unedited, resized and lightly re-encoded copies are found, but many edits (a caption, a blur, "
-    "a strong re-encode) redraw its hashes, so no match says little."
+    "a strong re-encode) redraw its hashes, so an empty `matches` says little."
 )
 
 

@@ -58,7 +58,8 @@ DCT_GRID_STEP = 1 / 16
 # A picture whose 9x8 grid spans fewer grey levels than this is one flat tone at the scale the
 # hashes see (a blank page, a plain texture): their bits are set by noise that any edit redraws,
 # so its edited copies cannot be told from other flat pictures (TinEye's "too simple"). On the
-# pictures of shared/images the grids of such span 1-2 levels; every other picture's spans 62 or more.
+# pictures of shared/images the grids of such span 1-2 levels; every other picture's spans 25 (a
+# grey grass texture) or more.
 FLAT_SPREAD = 8
 # Parts of the picture hashed besides the whole, as (top, bottom, left, right) shares of its sides.
 # The centre, kept with every image: captions, logos and meme text along the edges fall outside it.

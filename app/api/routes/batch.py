@@ -63,6 +63,7 @@ _REQUEST_BODY: dict[str, Any] = {
     responses={
         code: {"model": ErrorOut, "description": why}
         for code, why in (
+            (400, "The body is not well-formed multipart/form-data, or has over 100 files; nothing stored."),
             (409, "Ids already stored; nothing stored."),
             (413, "The body, or files in it, over the limits; nothing stored."),
             (415, "Not JSON or multipart, or files that are not images; nothing stored."),
