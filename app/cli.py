@@ -327,6 +327,7 @@ def run_scan(settings: Settings, args: argparse.Namespace) -> int:
         if path is not None:
             with path.open("w", encoding="utf-8", newline="" if write is write_csv else None) as out:
                 write(result, out)
+            print(f"wrote {path}", file=sys.stderr)  # beside the progress: stdout holds the table alone
     return 0
 
 

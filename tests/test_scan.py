@@ -204,7 +204,9 @@ def test_scan_command_writes_the_table_json_csv_and_a_self_contained_page(
     ]
     assert main(args) == 0
     assert (tmp_path / "xdg" / "doppel" / "scan-cache.sqlite3").is_file()  # the default cache
-    table = capsys.readouterr().out
+    printed = capsys.readouterr()
+    table = printed.out
+    assert all(f"wrote {out / name}" in printed.err for name in ("r.json", "r.csv", "r.html"))
     assert "group 1: 3 files" in table and "identical to p2-copy.jpg" in table
     assert f"skipped {folder / 'notes.txt'}: not an image" in table
     assert table.rstrip().endswith("3 groups of duplicates holding 7 files (4 beyond one per group)")

@@ -75,14 +75,17 @@ def snapshot_files(settings: Settings) -> list[Path]:
 
 
 def test_a_restart_loads_the_snapshot_and_reads_only_the_changes_since(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     first = hashes(50, 1)
     write(settings, first)
     service = build_service(settings)
     service.start()
-    service.close()
+    with caplog.at_level(logging.INFO, logger="doppel"):
+        service.close()
     assert [p.name.rsplit("-", 1)[1] for p in snapshot_files(settings)] == [f"{50:020d}.faiss"]
+    saved = snapshot_files(settings)[0].name
+    assert f"index saved to {saved} at log position 50" in caplog.text
 
     later = hashes(5, 2)
     write(settings, later)  # while the service is down

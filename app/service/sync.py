@@ -213,8 +213,9 @@ class IndexSyncer:
         if self._snapshots is None or self._saved_position == position or position == 0:
             return
         try:
-            self._snapshots.save(index.save, position)
+            path = self._snapshots.save(index.save, position)
         except OSError as exc:  # a full or read-only disk costs a slower start, nothing else
             logger.warning("index snapshot not saved: %s", exc)
             return
         self._saved_position = position
+        logger.info("index saved to %s at log position %d", path.name, position)
