@@ -42,6 +42,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import numpy.typing as npt
+from support import status_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_IMAGES = REPO.parent / "shared" / "images"
@@ -163,13 +164,6 @@ def index_bytes(index: HammingIndex) -> int:
         arrays = [tables.keys, tables.members, *tables.tables, *tables.offsets]
         total += sum(array.nbytes for array in arrays)
     return total
-
-
-def status_bytes(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field}")
 
 
 def as_sets(results: list[list[tuple[int, int]]]) -> list[set[tuple[int, int]]]:

@@ -20,10 +20,9 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from support import REPO, shared_images
+from support import REPO, shared_images, status_bytes
 
 sys.path.insert(0, str(REPO))
 from app.image_index import ImageIndex  # noqa: E402
@@ -84,13 +83,13 @@ def search(size: int, queries: int, cut_share: float) -> None:
     dcts = rng.integers(0, 1 << 63, size, dtype=np.uint64) * np.uint64(2)
     cut_keys = keys[: round(size * cut_share)]
     cuts = rng.integers(0, 1 << 63, (2, len(cut_keys)), dtype=np.uint64) * np.uint64(2)
-    before = resident_bytes()
+    before = status_bytes("VmRSS")
     index = ImageIndex()
     index.add(StoredHashes(keys, wholes, keys, centres, keys, dcts, cut_keys, cuts[0], cuts[1]))
     indexes = (index.whole, index.dct, index.centre, index.cut, index.cut_dct)
     for one in indexes:  # timed once every table is built, as in a replica that has run a while
         one._settle()
-    resident = (resident_bytes() - before) / size
+    resident = (status_bytes("VmRSS") - before) / size
     picked = rng.integers(0, size, queries)
     flips = [sum(1 << int(b) for b in rng.choice(64, 3, replace=False)) for _ in range(queries)]
     full: list[float] = []
@@ -117,14 +116,6 @@ def search(size: int, queries: int, cut_share: float) -> None:
         f"3. memory: {sum(entries) / size:.1f} entries an image instead of 1 "
         f"({' + '.join(f'{n:,}' for n in entries)}); the index's resident growth {resident:.1f} B an image"
     )
-
-
-def resident_bytes() -> int:
-    """This process's resident memory (VmRSS)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def main() -> None:

@@ -46,6 +46,14 @@ def shared_images(folder: str) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix != ".tsv")
 
 
+def status_bytes(field: str, pid: int | str = "self") -> int:
+    """A memory field of a process's /proc status (VmRSS, VmHWM...), in bytes; this process's by default."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (the server binds it a moment later)."""
     with socket.socket() as sock:
@@ -111,17 +119,11 @@ class Server:
 
     def rss_bytes(self) -> int:
         """Resident memory of the server process (VmRSS)."""
-        return self._status_kib("VmRSS") * 1024
+        return status_bytes("VmRSS", self.process.pid)
 
     def peak_rss_bytes(self) -> int:
         """The most resident memory the server process has had (VmHWM)."""
-        return self._status_kib("VmHWM") * 1024
-
-    def _status_kib(self, field: str) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-        raise RuntimeError(f"no {field}")
+        return status_bytes("VmHWM", self.process.pid)
 
     def terminate(self, timeout_s: float = STOP_TIMEOUT_S) -> float:
         """SIGTERM (a clean stop: Doppel saves its index snapshot) and wait; seconds until it exited.
