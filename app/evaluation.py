@@ -375,6 +375,18 @@ class Report:
     originals: int = 0
     distinct: int = 0
 
+    def count_query(self, edit: str, original: str | None) -> None:
+        """One copy of `original` searched (made by `edit`)."""
+        self.total[edit] += 1
+        if original in self.flat:
+            self.flat_total[edit] += 1
+
+    def count_found(self, mode: str, edit: str, original: str | None) -> None:
+        """A copy of `original` (made by `edit`) found in `mode`."""
+        self.found[mode][edit] += 1
+        if original in self.flat:
+            self.flat_found[mode][edit] += 1
+
 
 def half_of(name: str) -> str:
     """The half a file belongs to, by the first bit of the SHA-256 of its name: the same file is
@@ -528,9 +540,7 @@ def _search_copies(service: DoppelService, query: EvalQuery, stored: list[EvalQu
     copies = [stored[int(match.record.id)] for match in matches]
     for copy in copies:
         if copy.expected == query.expected:
-            report.found[STORED_FIRST][copy.edit] += 1
-            if copy.expected in report.flat:
-                report.flat_found[STORED_FIRST][copy.edit] += 1
+            report.count_found(STORED_FIRST, copy.edit, copy.expected)
     wrong = [copy for copy in copies if copy.expected != query.expected]
     by = "held-out distinct images" if query.kind == "distinct" else "originals against stored copies"
     report.wrong[STORED_FIRST][by] += len(wrong)
@@ -541,9 +551,7 @@ def _search(service: DoppelService, query: EvalQuery, report: Report) -> None:
     if query.kind == "distinct":
         report.distinct += 1
     else:
-        report.total[query.edit] += 1
-        if query.expected in report.flat:
-            report.flat_total[query.edit] += 1
+        report.count_query(query.edit, query.expected)
         report.kinds[query.edit] = query.kind
     try:
         upload = service.matching.hasher.hash(query.data)
@@ -556,9 +564,7 @@ def _search(service: DoppelService, query: EvalQuery, report: Report) -> None:
     for label, options in MODES.items():
         matches = service.matching.find(found, options)
         if query.expected is not None and any(m.record.id == query.expected for m in matches):
-            report.found[label][query.edit] += 1
-            if query.expected in report.flat:
-                report.flat_found[label][query.edit] += 1
+            report.count_found(label, query.edit, query.expected)
         elif label == "default" and query.kind in BENIGN_KINDS:
             report.missed[query.expected or query.name] += 1
         source = "held-out distinct images" if query.kind == "distinct" else "edited copies"

@@ -25,7 +25,6 @@ from app.models import FileItem, HashItem, ImageRecord, Match, Metadata, NewImag
 from app.service.matching import (
     EVERY_IDENTICAL_HASH,
     Matching,
-    Query,
     SearchOptions,
     match_order,
     query_of_upload,
@@ -177,8 +176,7 @@ class Ingest:
         """
         options = options or SearchOptions()
         indexed: list[tuple[int, NewImage]] = []
-        queries: list[Query] = []
-        flat: list[bool] = []
+        uploads: list[Upload] = []
         faults: list[ItemFault] = []
         with ThreadPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1) or 1) as pool:
             # Pillow and numpy release the GIL while they decode and resize, so threads use every core.
@@ -189,17 +187,17 @@ class Ingest:
                     metadata = parse_metadata(item.metadata)
                     new = new_image(upload, image_id=_id_or_new(item.id), metadata=metadata)
                     indexed.append((index, new))
-                    queries.append(query_of_upload(upload, all_orientations=options.all_orientations))
-                    flat.append(upload.hashes.flat)
+                    uploads.append(upload)
                 except DoppelError as exc:
                     faults.append(ItemFault(index, item.id, exc))
+        queries = [query_of_upload(upload, all_orientations=options.all_orientations) for upload in uploads]
         earlier = [self.matching.find(query, options) for query in queries]
         records = self._store_batch(indexed, faults)
         results = []
         for n, record in enumerate(records):
             matches = earlier[n] + self.matching.match_among(queries[n], records[:n], options)
             matches.sort(key=match_order)
-            results.append(Added(record, matches[: options.limit], flat[n]))
+            results.append(Added(record, matches[: options.limit], uploads[n].hashes.flat))
         return results
 
     def delete(self, image_id: str) -> None:
