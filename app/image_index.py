@@ -2,20 +2,24 @@
 the whole pictures, of the DCT hashes of the whole pictures (where known), of the dHashes of
 their centres (where known), and of the dHashes and DCT hashes of their other cuts, so that a
 search finds an image by any of them (docs/accuracy.md). All are saved to, and loaded from, one
-snapshot file."""
+snapshot file, which begins with their layout (SNAPSHOT_MAGIC)."""
 
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from app.imaging import MAX_CUTS
 from app.index import FrozenIndex, HammingIndex
 from app.store.base import StoredHashes
 
 Hits = list[tuple[int, int]]  # (key, distance) of the hashes held near one looked up
 # An image's cuts are held under keys of their own (an index holds one hash a key): the image's
 # key times this, plus the cut's number.
-CUT_SLOTS = 2
+CUT_SLOTS = MAX_CUTS
+# What a snapshot begins with: the five indexes follow, their cuts keyed with CUT_SLOTS. A snapshot
+# of another layout is not loaded (its cut keys would name other images): the index is rebuilt.
+SNAPSHOT_MAGIC = b"DOPPELIMG" + CUT_SLOTS.to_bytes(3, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,7 @@ class FrozenImageIndex:
     def save(self, path: Path) -> None:
         """Write them to `path`, in ImageIndex's order."""
         with open(path, "wb") as out:
+            out.write(SNAPSHOT_MAGIC)
             for index in self._indexes:
                 index.write(out)
 
@@ -58,7 +63,7 @@ class ImageIndex:
     def add(self, hashes: StoredHashes) -> None:
         keys = hashes.cut_keys  # in key order: a key's cuts are numbered 0, 1... in turn
         numbers = np.arange(len(keys)) - np.searchsorted(keys, keys)
-        held = numbers < CUT_SLOTS  # Doppel makes two at most; more would take another's key
+        held = numbers < CUT_SLOTS  # Doppel makes no more; more would take another's key
         self.whole.add(hashes.keys, hashes.hashes)
         self.dct.add(hashes.dct_keys, hashes.dct_hashes)
         self.centre.add(hashes.centre_keys, hashes.centre_hashes)
@@ -107,6 +112,8 @@ class ImageIndex:
         them, leaving the index as it was."""
         indexes = tuple(HammingIndex() for _ in self._indexes())
         with open(path, "rb") as source:
+            if source.read(len(SNAPSHOT_MAGIC)) != SNAPSHOT_MAGIC:
+                raise ValueError(f"{path} does not hold a snapshot of this version's indexes")
             for index in indexes:
                 index.read(source, path)
             if source.read(1):

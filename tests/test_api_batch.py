@@ -19,7 +19,7 @@ from app.api.schemas import MAX_BATCH_FILES, MAX_BATCH_ITEMS
 from app.config import Settings
 from app.evaluation import _crop, _save, _screenshot, viewed
 from app.factory import create_app
-from app.imaging import HASHING_VERSION, hash_hex, hash_image_bytes
+from app.imaging import HASHING_VERSION, MAX_CUTS, hash_hex, hash_image_bytes
 from app.models import HashItem
 
 
@@ -89,12 +89,16 @@ def part(n: int) -> dict[str, str]:
 
 
 def test_hash_items_keep_their_centre_and_cuts(client: TestClient) -> None:
-    items = [{"id": "parts", "hash": spread(1), "centre": part(10), "cuts": [part(20), part(30)]}]
+    cuts = [part(20 + 10 * n) for n in range(MAX_CUTS)]
+    items = [{"id": "parts", "hash": spread(1), "centre": part(10), "cuts": cuts}]
     response = client.post("/images/batch", json={"items": items})
     assert response.status_code == 201, response.text
     (stored,) = response.json()["items"]
-    assert (stored["centre"], stored["cuts"]) == (part(10), [part(20), part(30)])
+    assert (stored["centre"], stored["cuts"]) == (part(10), cuts)
     assert client.get("/images/parts").json() == stored
+    last = cuts[-1]
+    found = client.get("/search", params={"hash": last["hash"], "dct_hash": last["dct_hash"]}).json()
+    assert [m["id"] for m in found["matches"]] == ["parts"]
 
 
 Edit = Callable[[Image.Image], bytes] | None  # None: the original file
@@ -153,10 +157,10 @@ def test_bad_part_hashes_are_named(client: TestClient, item: dict[str, object], 
 @pytest.mark.parametrize(
     ("item", "loc"),
     [
-        ({"cuts": [part(1), part(4), part(7)]}, ["body", "items", 0, "cuts"]),
+        ({"cuts": [part(3 * n) for n in range(MAX_CUTS + 1)]}, ["body", "items", 0, "cuts"]),
         ({"centre": {"hash": spread(1)}}, ["body", "items", 0, "centre", "vertical_hash"]),
     ],
-    ids=["three cuts", "a centre without its other hashes"],
+    ids=["more cuts than a picture has", "a centre without its other hashes"],
 )
 def test_part_hashes_are_shaped_as_doppel_returns_them(
     client: TestClient, item: dict[str, object], loc: list[object]

@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 from helpers import encode, grey_of, make_photo
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from app.imaging.borders import MAX_TRIM_SHARE, content_box, content_cuts
 from app.imaging.hashing import hamming, hash_image_bytes
@@ -115,7 +115,7 @@ def test_padding_the_colour_of_a_pale_picture_edge_comes_off_only_in_the_unpadde
     picture = (sky + np.random.default_rng(1).normal(0, 2, sky.shape)).clip(0, 255).astype(np.uint8)
     padded = np.full((300, 300), 255, np.uint8)
     padded[50:250] = picture
-    box, unpadded, _ = content_cuts(padded)
+    box, unpadded, *_ = content_cuts(padded)
     assert box[0] == 0 and abs(box[1] - 250) <= 3  # the white below ends at the dark ground
     assert abs(unpadded[0] - 50) <= 3 and unpadded[1] >= 240  # at most a few lines of the gradient
     assert content_box(picture) == (0, 200, 0, 300)
@@ -136,3 +136,29 @@ def test_a_picture_in_a_screenshot_is_the_inset_cut() -> None:
     assert cuts.trimmed[:2] != (110, 410)
     assert near(cuts.inset, (110, 410, 0, 400))
     assert content_cuts(grey(PHOTO)).inset == (0, 300, 0, 400)
+
+
+def cut_out() -> Image.Image:
+    """An object on white with a thin margin (a product shot): a dark disc with a photo inside."""
+    image = Image.new("RGB", (400, 400), "white")
+    ImageDraw.Draw(image).ellipse((12, 12, 388, 388), fill=(20, 20, 20))
+    image.paste(make_photo(3, (200, 200)), (100, 100))
+    return image
+
+
+def test_a_caption_bar_in_a_corner_of_the_margin_stops_the_trim_but_not_the_cornered_one() -> None:
+    original = content_cuts(grey(cut_out()))
+    assert near(original.trimmed, (12, 388, 12, 388)) and original.cornered == original.trimmed
+    captioned = cut_out()
+    ImageDraw.Draw(captioned).rectangle((0, 352, 128, 400), fill=(20, 20, 30))  # 32% x 12%, bottom left
+    copy = content_cuts(grey(captioned))
+    assert copy.trimmed[1] == 400 and copy.trimmed[2] == 0  # the bar's two sides keep their margin
+    assert copy.cornered == original.trimmed
+
+
+def test_the_cornered_trim_stops_at_what_strays_past_a_corner() -> None:
+    marked = cut_out()
+    ImageDraw.Draw(marked).rectangle((136, 392, 264, 400), fill="black")  # mid-side, not in a corner
+    cuts = content_cuts(grey(marked))
+    assert cuts.cornered[1] == 400 and cuts.cornered == cuts.trimmed
+    assert content_cuts(grey(PHOTO)).cornered == (0, 300, 0, 400)

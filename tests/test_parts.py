@@ -13,10 +13,19 @@ from helpers import SHARED_IMAGES, needs_shared, search, upload
 from PIL import Image, ImageOps
 
 from app.config import Settings
-from app.evaluation import _crop, _filter_vivid, _outlined_text, _padded_square, _save, _screenshot, viewed
+from app.evaluation import (
+    _caption_bar,
+    _crop,
+    _filter_vivid,
+    _outlined_text,
+    _padded_square,
+    _save,
+    _screenshot,
+    viewed,
+)
 from app.factory import create_app
-from app.image_index import Found, ImageIndex
-from app.imaging import HASHING_VERSION, hash_image_bytes
+from app.image_index import SNAPSHOT_MAGIC, Found, ImageIndex
+from app.imaging import HASHING_VERSION, MAX_CUTS, hash_image_bytes
 from app.models import NewImage
 from app.store import open_store
 from app.store.base import StoredHashes
@@ -102,6 +111,20 @@ def test_a_copy_stored_first_is_found_by_its_original_and_grouped_with_it(
     assert ids(client.get("/images/copy/duplicates")) == ["original"]
     groups = client.get("/duplicates").json()["groups"]
     assert [[m["id"] for m in g["members"]] for g in groups] == [["copy", "original"]]
+
+
+@needs_shared
+def test_a_caption_bar_over_a_cut_outs_margin_is_found_in_either_order(client: TestClient) -> None:
+    """dev/0217.png, a wheel on white: the bar stops the border trim on two sides, and the copy
+    keeps a margin its original loses (its score was 11.0, over the threshold); its cornered cut
+    trims past the bar, whichever of the two is stored."""
+    original = (SHARED_IMAGES / "dev" / "0217.png").read_bytes()
+    copy = _save(_caption_bar(ImageOps.contain(viewed(original), (1024, 1024))))
+    assert upload(client, original, image_id="original").status_code == 201
+    assert ids(search(client, copy)) == ["original"]
+    assert client.delete("/images/original").status_code == 204
+    assert upload(client, copy, image_id="copy").status_code == 201
+    assert ids(search(client, original)) == ["copy"]
 
 
 @needs_shared
@@ -224,14 +247,32 @@ def test_the_snapshot_keeps_every_index(tmp_path: Path) -> None:
     )
 
 
-def test_cuts_past_the_two_an_image_holds_are_left_out() -> None:
-    """Doppel makes two at most; a third would take the next image's key in the cuts' indexes."""
+def test_cuts_past_those_an_image_can_have_are_left_out() -> None:
+    """Doppel makes MAX_CUTS at most; one more would take the next image's key in the cuts' indexes."""
+    index = ImageIndex()
+    keys, five = np.array([1, 2], dtype=np.int64), np.array([5, 5], dtype=np.uint64)
+    cut_keys = np.ones(MAX_CUTS + 1, dtype=np.int64)
+    cuts = np.arange(6, 7 + MAX_CUTS, dtype=np.uint64)
+    index.add(StoredHashes(keys, five, keys, five, keys, five, cut_keys, cuts, cuts))
+    assert len(index) == 2
+    assert index.search(cuts.tolist(), [], [], max_distance=0).wholes == [[(1, 0)]] * MAX_CUTS + [[]]
+
+
+def test_a_snapshot_of_another_layout_is_refused_and_leaves_the_index_as_it_was(tmp_path: Path) -> None:
+    """A snapshot whose cuts are keyed for another number of cuts an image (before version 6, two)
+    would name other images: it is refused, and the index rebuilt from the store."""
     index = ImageIndex()
     key, five = np.array([1], dtype=np.int64), np.array([5], dtype=np.uint64)
-    three, cuts = np.array([1, 1, 1], dtype=np.int64), np.array([6, 7, 8], dtype=np.uint64)
-    index.add(StoredHashes(key, five, key, five, key, five, three, cuts, cuts))
-    assert len(index) == 1
-    assert index.search([6, 7, 8], [], [], max_distance=0).wholes == [[(1, 0)], [(1, 0)], []]
+    index.add(StoredHashes(key, five, key, five, key, five, *CUT))
+    index.save(tmp_path / "current")
+    older = tmp_path / "older"
+    with open(older, "wb") as out:  # the five indexes as version 5 wrote them, with no layout first
+        out.write((tmp_path / "current").read_bytes()[len(SNAPSHOT_MAGIC) :])
+    with pytest.raises(ValueError, match="this version's indexes"):
+        index.load(older)
+    assert index.search([5, 6], [5, 7], [5], max_distance=0) == Found(
+        [[(1, 0)], [(1, 0)]], [[(1, 0)], [(1, 0)]], [[(1, 0)]]
+    )
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.imaging import HASHING_VERSION, Signature, hash_hex
+from app.imaging import HASHING_VERSION, MAX_CUTS, Signature, hash_hex
 from app.models import ImageRecord, Match, Orientation, Page
 from app.service.duplicates import GroupsPage
 from app.service.ingest import Added
@@ -213,7 +213,7 @@ class BatchItemIn(BaseModel):
     )
     cuts: list[PartHashes] = Field(
         default_factory=list,
-        max_length=2,
+        max_length=MAX_CUTS,
         description="The hashes of the picture's other cuts, as Doppel returns them (ImageOut).",
     )
     hashing_version: int | None = Field(

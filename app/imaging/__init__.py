@@ -4,6 +4,7 @@ rest of the service is `hash_image_bytes`, with the hash values and helpers belo
 
 from app.imaging.hashing import (
     HASHING_VERSION,
+    MAX_CUTS,
     ImageHashes,
     Parts,
     Signature,
@@ -19,6 +20,7 @@ from app.imaging.thumbnail import thumbnail_webp
 
 __all__ = [
     "HASHING_VERSION",
+    "MAX_CUTS",
     "ImageHashes",
     "Parts",
     "Signature",

@@ -12,6 +12,10 @@ from PIL import Image
 BORDER_TOLERANCE = 3
 # ... and a line is border when at most this share of its pixels is not (a logo or text on a frame).
 BORDER_STRAY_SHARE = 0.03
+# ... or, for the `cornered` cut, when what strays lies within this share of one end of the line:
+# an overlay in a corner of the border (a caption bar, a channel logo, a sticker) covers a third of
+# a side or less.
+CORNER_SHARE = 0.4
 # ... and a border ends at an edge: the picture beside it is this far from its colour on average.
 EDGE_CONTRAST = 16
 # Never trim more than this share of either side: what is left must still be the picture. A phone
@@ -25,15 +29,18 @@ Box = tuple[int, int, int, int]  # (top, bottom, left, right): slice bounds of a
 
 class Cuts(NamedTuple):
     """Where the picture of a grey image may lie (slice bounds): `trimmed`, without its uniform
-    borders (what is stored); and two more guesses a search tries as well, each the same box
+    borders (what is stored); and three more guesses a search tries as well, each the same box
     where nothing tells them apart. `unpadded`: also without every flat margin, whether or not it
     ends at an edge (a pale sky padded with white). `inset`: the longest run of lines that are not
     uniform, both ways (a picture in a screenshot, set apart from its app bars, buttons and caption
-    by uniform lines)."""
+    by uniform lines). `cornered`: the border trim letting through an overlay in a corner of the
+    border (CORNER_SHARE): a caption bar over the white margin of a cut-out stops the trim of the
+    two sides it lies on, so its copy would keep a margin its original loses."""
 
     trimmed: Box
     unpadded: Box
     inset: Box
+    cornered: Box
 
 
 def content_box(grey: np.ndarray) -> Box:
@@ -69,13 +76,23 @@ def _cuts(grey: np.ndarray) -> Cuts:
     comes off with that edge, as it does from the picture alone: both hash alike. The margins
     without an edge come off in one more pass: more passes would each eat a few lines of a
     gradient."""
+    box = _trimmed_repeatedly(grey, corner_share=0)
+    return Cuts(
+        box,
+        _trimmed(grey, box, edge=False, corner_share=0),
+        _inset(grey),
+        _trimmed_repeatedly(grey, corner_share=CORNER_SHARE),
+    )
+
+
+def _trimmed_repeatedly(grey: np.ndarray, *, corner_share: float) -> Box:
     box = (0, grey.shape[0], 0, grey.shape[1])
     for _ in range(_MAX_PASSES):
-        trimmed = _trimmed(grey, box, edge=True)
+        trimmed = _trimmed(grey, box, edge=True, corner_share=corner_share)
         if trimmed == box:
             break
         box = trimmed
-    return Cuts(box, _trimmed(grey, box, edge=False), _inset(grey))
+    return box
 
 
 def _inset(grey: np.ndarray) -> Box:
@@ -108,13 +125,19 @@ def _longest_run(flags: np.ndarray) -> tuple[int, int]:
     return int(starts[longest]), int(ends[longest])
 
 
-def _trimmed(grey: np.ndarray, box: Box, *, edge: bool) -> Box:
+def _trimmed(grey: np.ndarray, box: Box, *, edge: bool, corner_share: float) -> Box:
     """`box` less the borders along its sides, each pair of opposite sides only if enough is left."""
     height, width = grey.shape
     top, bottom, left, right = box
     inner = grey[top:bottom, left:right]
-    rows = _border_lines(inner, edge), len(inner) - _border_lines(inner[::-1], edge)
-    cols = _border_lines(inner.T, edge), len(inner.T) - _border_lines(inner.T[::-1], edge)
+    rows = (
+        _border_lines(inner, edge, corner_share),
+        len(inner) - _border_lines(inner[::-1], edge, corner_share),
+    )
+    cols = (
+        _border_lines(inner.T, edge, corner_share),
+        len(inner.T) - _border_lines(inner.T[::-1], edge, corner_share),
+    )
     if rows[1] - rows[0] >= max(1, height * (1 - MAX_TRIM_SHARE)):
         top, bottom = top + rows[0], top + rows[1]
     if cols[1] - cols[0] >= max(1, width * (1 - MAX_TRIM_SHARE)):
@@ -122,17 +145,23 @@ def _trimmed(grey: np.ndarray, box: Box, *, edge: bool) -> Box:
     return top, bottom, left, right
 
 
-def _border_lines(lines: np.ndarray, edge: bool) -> int:
+def _border_lines(lines: np.ndarray, edge: bool, corner_share: float) -> int:
     """How many of the leading rows of `lines` are border: rows that keep to the colour of the
-    first within BORDER_TOLERANCE (all but BORDER_STRAY_SHARE of their pixels), and (`edge`) end
-    at an edge (the next two rows differ from that colour by EDGE_CONTRAST on average). Without
-    the edge it may be flat picture, such as a sky brightened until it clipped to white: a
-    brighter copy would lose a different share of it."""
+    first within BORDER_TOLERANCE (all but BORDER_STRAY_SHARE of their pixels; with
+    `corner_share`, or of those past that share of one end: what strays is in a corner), and
+    (`edge`) end at an edge (the next two rows differ from that colour by EDGE_CONTRAST on
+    average). Without the edge it may be flat picture, such as a sky brightened until it clipped
+    to white: a brighter copy would lose a different share of it."""
     colour = int(np.median(lines[0]))
     limit = len(lines)
+    corner = int(corner_share * lines.shape[1])
     for start in range(0, limit, _STEP):
-        block = lines[start : start + _STEP].astype(np.int16)
-        stray = (np.abs(block - colour) > BORDER_TOLERANCE).mean(axis=1) > BORDER_STRAY_SHARE
+        off = np.abs(lines[start : start + _STEP].astype(np.int16) - colour) > BORDER_TOLERANCE
+        stray = off.mean(axis=1) > BORDER_STRAY_SHARE
+        if corner:
+            stray &= (off[:, corner:].mean(axis=1) > BORDER_STRAY_SHARE) & (
+                off[:, :-corner].mean(axis=1) > BORDER_STRAY_SHARE
+            )
         if stray.any():
             end = start + int(np.argmax(stray))
             after = np.abs(lines[end : end + 2].astype(np.int16) - colour).mean(axis=1)

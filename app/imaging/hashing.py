@@ -22,7 +22,7 @@ import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedImage
-from app.imaging.borders import Box, content_cuts
+from app.imaging.borders import Box, Cuts, content_cuts
 from app.imaging.jpeg_dc import dc_scans_only
 from app.imaging.resample import TALL, WIDE, lanczos_grids, rounded8
 from app.imaging.scratch import SCRATCH
@@ -36,8 +36,12 @@ Image.MAX_IMAGE_PIXELS = None
 # before are counted and can be re-hashed (`python main.py rehash`, docs/accuracy.md). 2: uniform
 # borders are trimmed before hashing. 3: the centre of the picture is hashed too. 4: the DCT hash is
 # read from the 32x32 grid in 16ths of a grey level; borders of up to 75% of a side come off. 5: the
-# picture's other cuts are stored too.
-HASHING_VERSION = 5
+# picture's other cuts are stored too. 6: a third cut, the border trimmed past an overlay in a
+# corner (app/imaging/borders.py `cornered`).
+HASHING_VERSION = 6
+# The most other cuts a picture has (`ImageHashes.alternatives`): every box of borders.Cuts but
+# the trimmed one.
+MAX_CUTS = len(Cuts._fields) - 1
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 # JPEG can decode at 1/2, 1/4 or 1/8 scale. Asking for at least this many pixels on each side
 # keeps the 9x8 Lanczos result within a few bits of a full decode (measured on real photos).
@@ -181,8 +185,9 @@ class Grids:
 @dataclass(frozen=True, slots=True)
 class ImageHashes:
     """The hashes of one image: of the whole picture, of its `CENTRE`, and of its `WINDOWS`; and of
-    the `alternatives`, the picture cut out of the image otherwise (the `unpadded` and `inset`
-    boxes of app/imaging/borders.py, where they differ from the trimmed one and from each other).
+    the `alternatives`, the picture cut out of the image otherwise (the `unpadded`, `inset` and
+    `cornered` boxes of app/imaging/borders.py, where they differ from the trimmed one and from
+    each other).
     A picture padded with the colour of its own edge (a pale sky padded with white) keeps its
     padding in `whole`, since the border trim's edge test cannot tell it from the picture, and a
     picture in a screenshot keeps the app's bars and buttons. The `whole` is the cut that holds
