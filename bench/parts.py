@@ -1,14 +1,14 @@
-"""The cost of hashing and indexing each picture's parts (HASHING_VERSION 5), against the whole
+"""The cost of hashing and indexing each picture's parts (HASHING_VERSION 6), against the whole
 picture alone, measured side by side in one run.
 
-1. Hashing: `hash_image_bytes` (whole, centre, five windows and, where they differ, the unpadded
-   and inset cuts) against the whole picture's grids alone from the same grey image, per file of
+1. Hashing: `hash_image_bytes` (whole, centre, five windows and, where they differ, the unpadded,
+   inset and cornered cuts) against the whole picture's grids alone from the same grey image, per file of
    shared/images dev/ and large/, medians of --repeats, in turns.
 2. Search: `ImageIndex.search` as a default search makes it (the whole picture's dHash and DCT
    hash against the whole pictures' and cuts', and the centre and the five windows against the
    centres) against the whole dHash alone (confirm=false, or before), at radius 10 over --size
    random images, each with a centre and a DCT hash, a share of them (--cut-share) with another
-   cut (dev/'s graphics have 0.5 a picture, the photos of large/ and natural/ 1 in 21); p50 and
+   cut (dev/'s graphics have 0.7 a picture, the photos of large/ and natural/ 1 in 21); p50 and
    p99 of --queries queries with a planted neighbour.
 3. Memory: the entries of the five indexes per image against those of the whole pictures' alone,
    and the resident memory they add per image once their tables are built.

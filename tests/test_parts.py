@@ -119,7 +119,7 @@ def test_a_caption_bar_over_a_cut_outs_margin_is_found_in_either_order(client: T
     keeps a margin its original loses (its score was 11.0, over the threshold); its cornered cut
     trims past the bar, whichever of the two is stored."""
     original = (SHARED_IMAGES / "dev" / "0217.png").read_bytes()
-    copy = _save(_caption_bar(ImageOps.contain(viewed(original), (1024, 1024))))
+    copy = _save(_caption_bar(ImageOps.contain(viewed(original), (1024, 1024), Image.Resampling.LANCZOS)))
     assert upload(client, original, image_id="original").status_code == 201
     assert ids(search(client, copy)) == ["original"]
     assert client.delete("/images/original").status_code == 204
@@ -256,6 +256,18 @@ def test_cuts_past_those_an_image_can_have_are_left_out() -> None:
     index.add(StoredHashes(keys, five, keys, five, keys, five, cut_keys, cuts, cuts))
     assert len(index) == 2
     assert index.search(cuts.tolist(), [], [], max_distance=0).wholes == [[(1, 0)]] * MAX_CUTS + [[]]
+
+
+def test_an_image_removed_takes_every_cut_it_can_have_out_of_the_index() -> None:
+    index = ImageIndex()
+    keys, five = np.array([1, 2], dtype=np.int64), np.array([5, 5], dtype=np.uint64)
+    cut_keys = np.array([1] * MAX_CUTS + [2], dtype=np.int64)
+    cuts = np.arange(6, 7 + MAX_CUTS, dtype=np.uint64)  # image 1's, then image 2's one
+    index.add(StoredHashes(keys, five, keys, five, keys, five, cut_keys, cuts, cuts))
+    index.remove(np.array([1]))
+    assert index.search(cuts.tolist(), cuts.tolist(), [], max_distance=0) == Found(
+        [[]] * MAX_CUTS + [[(2, 0)]], [[]] * MAX_CUTS + [[(2, 0)]], []
+    )
 
 
 def test_a_snapshot_of_another_layout_is_refused_and_leaves_the_index_as_it_was(tmp_path: Path) -> None:

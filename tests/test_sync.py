@@ -14,7 +14,7 @@ import pytest
 
 from app.config import Settings
 from app.errors import StoreUnavailable
-from app.image_index import ImageIndex
+from app.image_index import SNAPSHOT_MAGIC, ImageIndex
 from app.imaging import HASHING_VERSION
 from app.imaging.hashing import Signature
 from app.index import HammingIndex
@@ -153,22 +153,31 @@ def test_another_stores_snapshot_is_never_loaded(settings: Settings, tmp_path: P
         mine.close()
 
 
-def test_a_damaged_snapshot_is_replaced_by_a_rebuild(
-    settings: Settings, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("mangle", "reason"),
+    [
+        (lambda data: data[:100], "truncated"),
+        # as saved before hashing version 6: the same indexes, their cuts keyed for two an image
+        (lambda data: data[len(SNAPSHOT_MAGIC) :], "does not hold a snapshot of this version's indexes"),
+    ],
+    ids=["damaged", "of an older layout"],
+)
+def test_a_damaged_or_older_snapshot_is_replaced_by_a_rebuild(
+    settings: Settings, caplog: pytest.LogCaptureFixture, mangle: Callable[[bytes], bytes], reason: str
 ) -> None:
     write(settings, hashes(20, 5))
     service = build_service(settings)
     service.start()
     service.close()
     (snapshot,) = snapshot_files(settings)
-    snapshot.write_bytes(snapshot.read_bytes()[:100])
+    snapshot.write_bytes(mangle(snapshot.read_bytes()))
 
     again = build_service(settings)
     with caplog.at_level(logging.WARNING, logger="doppel"):
         again.start()
     try:
         assert again.count() == 20
-        assert "not loaded" in caplog.text and snapshot.name in caplog.text
+        assert "not loaded" in caplog.text and snapshot.name in caplog.text and reason in caplog.text
     finally:
         again.close()
 

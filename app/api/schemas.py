@@ -55,7 +55,8 @@ class ImageOut(BaseModel):
     )
     cuts: list[PartHashes] = Field(
         description="The hashes of the picture cut out otherwise (without padding the colour of its "
-        "edge; without a screenshot's bars), where that differs from the border trim: 0-2."
+        "edge; without a screenshot's bars; with its border trimmed past a caption or logo in a "
+        f"corner), where that differs from the border trim: 0-{MAX_CUTS}."
     )
     hashing_version: int = Field(
         description=f"The version of Doppel's hashing its hashes come from (this one's: {HASHING_VERSION})."

