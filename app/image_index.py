@@ -63,7 +63,7 @@ class ImageIndex:
     def add(self, hashes: StoredHashes) -> None:
         keys = hashes.cut_keys  # in key order: a key's cuts are numbered 0, 1... in turn
         numbers = np.arange(len(keys)) - np.searchsorted(keys, keys)
-        held = numbers < CUT_SLOTS  # Doppel makes no more; more would take another's key
+        held = numbers < CUT_SLOTS  # Doppel makes no more: one more would take the next key's slot
         self.whole.add(hashes.keys, hashes.hashes)
         self.dct.add(hashes.dct_keys, hashes.dct_hashes)
         self.centre.add(hashes.centre_keys, hashes.centre_hashes)
