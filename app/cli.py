@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="measure recall and wrong matches on edited copies of folders of distinct images",
         description="Split the images of the folders in two halves by a hash of their names; for each "
-        "half, index its images in memory, search 47 edited copies of each, and print recall per edit "
+        "half, index its images in memory, search 48 edited copies of each, and print recall per edit "
         "and wrong matches (markdown), then a sweep of the score threshold over both halves: choose it "
         "on the tuning half, read the held-out one. Uses DOPPEL_MAX_DISTANCE and DOPPEL_MAX_SCORE.",
     )

@@ -2,7 +2,7 @@
 
 `python main.py eval DIR...` splits the images in two halves by a hash of their names (`half_of`):
 thresholds are chosen on the tuning half and read on the held-out one. For each half it indexes
-that half's originals in an in-memory service, makes 47 edited copies of each (resizes,
+that half's originals in an in-memory service, makes 48 edited copies of each (resizes,
 re-encodes, colour filters, captions, logos, borders, screenshots, crops, flips, turns...),
 searches every copy and every original (and every 5th image, not indexed, as a distinct one),
 and prints recall per edit and the number of wrong matches for plain dHash, for the default
@@ -285,6 +285,10 @@ EDITS: dict[str, tuple[str, Edit]] = {
     ),
     "logo in a corner": ("overlay", lambda im: _save(_logo(im))),
     "sticker": ("overlay", lambda im: _save(_sticker(im))),
+    "caption bar over a white frame 5%": (
+        "overlay",
+        lambda im: _save(_caption_bar(_framed(im, 0.05, "white"))),
+    ),
     "letterbox": ("border", lambda im: _save(_letterbox(im))),
     "pillarbox": ("border", lambda im: _save(_pillarbox(im))),
     "white frame 5%": ("border", lambda im: _save(_framed(im, 0.05, "white"))),
