@@ -114,3 +114,6 @@ def log_like_uvicorn(level: str) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
         logger.addHandler(handler)
+    # A body that is not well-formed multipart is answered 400; the parser's own warning about it
+    # would reach the log as a bare line, through logging's last resort.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
@@ -454,10 +455,14 @@ def test_multipart_without_files_is_unprocessable(client: TestClient) -> None:
     assert_nothing_stored(client)
 
 
-def test_a_body_that_is_not_well_formed_multipart_is_a_bad_request(client: TestClient) -> None:
+def test_a_body_that_is_not_well_formed_multipart_is_a_bad_request(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     headers = {"content-type": "multipart/form-data; boundary=B"}
-    response = client.post("/images/batch", content=b"this is not multipart", headers=headers)
+    with caplog.at_level(logging.WARNING):
+        response = client.post("/images/batch", content=b"this is not multipart", headers=headers)
     assert response.status_code == 400 and "multipart" in response.json()["detail"]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("python_multipart")] == []
     no_boundary = {"content-type": "multipart/form-data"}
     response = client.post("/images/batch", content=b"--B\r\n", headers=no_boundary)
     assert response.status_code == 400 and "boundary" in response.json()["detail"]
