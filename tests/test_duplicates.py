@@ -4,6 +4,7 @@ import itertools
 import json
 import logging
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -311,6 +312,10 @@ def test_a_restart_loads_the_saved_pairs_and_follows_the_changes_made_while_down
         assert after == brute_force_groups(all_records(client))
         assert after != before
     assert "duplicate pairs loaded from pairs-" in caplog.text
+    # then brought up to the changes made while down, which the log says once they are
+    assert re.search(
+        r"duplicate pairs up to date at log position \d+: \d+ images have candidates", caplog.text
+    )
 
 
 def test_saved_pairs_of_another_threshold_are_rebuilt(

@@ -225,7 +225,12 @@ class DuplicatePairs:
             with self._lock:
                 self._complete = True
                 self._reached.notify_all()
-            logger.info("duplicate pairs built: %d images in pairs", len(self._pairs))
+            # After a load too: the pairs are now whole up to the store's head, whichever way they came.
+            logger.info(
+                "duplicate pairs up to date at log position %d: %d images have candidates",
+                self.position,
+                len(self._pairs),
+            )
 
     def _pairs_of(self, new: StoredHashes) -> list[Pair] | None:
         """The pairs each new image makes with the earlier images the index holds; None when
