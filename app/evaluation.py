@@ -13,7 +13,7 @@ marks the real duplicates shipped there: its `kept` files are originals, the oth
 import csv
 import io
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -615,6 +615,17 @@ def format_report(reports: dict[str, Report], *, max_score: float) -> str:
     return "\n".join(lines)
 
 
+def _recall_row(
+    label: str, edits: list[str], total: Counter[str], found: Mapping[str, Counter[str]], modes: list[str]
+) -> list[str]:
+    """The bold row of recall over `edits` in each of `modes`; none when no copy of them was searched."""
+    searched = sum(total[e] for e in edits)
+    if not searched:
+        return []
+    cells = [f"**{100 * sum(found[m][e] for e in edits) / searched:.1f}%**" for m in modes]
+    return [f"| **{label}** | | " + " | ".join(cells) + " |"]
+
+
 def _half_tables(report: Report) -> list[str]:
     modes = [*MODES, STORED_FIRST]
     lines = [
@@ -632,21 +643,18 @@ def _half_tables(report: Report) -> list[str]:
     for edit in report.total:
         cells = [f"{100 * report.found[m][edit] / report.total[edit]:.1f}%" for m in modes]
         lines.append(f"| {edit} | {report.kinds[edit]} | " + " | ".join(cells) + " |")
+
+    def of_kinds(kinds: tuple[str, ...]) -> list[str]:
+        return [e for e in report.total if report.kinds[e] in kinds]
+
     summaries = [(f"all {kind} edits", (kind,)) for kind in ("overlay", "border", "crop", "orientation")]
     for label, kinds in [("all benign edits (benign, overlay, border)", BENIGN_KINDS), *summaries]:
-        edits = [e for e in report.total if report.kinds[e] in kinds]
-        if edits:
-            total = sum(report.total[e] for e in edits)
-            cells = [f"**{100 * sum(report.found[m][e] for e in edits) / total:.1f}%**" for m in modes]
-            lines.append(f"| **{label}** | | " + " | ".join(cells) + " |")
+        lines += _recall_row(label, of_kinds(kinds), report.total, report.found, modes)
     if report.flat:
+        total = report.total - report.flat_total
+        found = {m: report.found[m] - report.flat_found[m] for m in modes}
         for label, kinds in [("all benign edits", BENIGN_KINDS), ("all overlay edits", ("overlay",))]:
-            edits = [e for e in report.total if report.kinds[e] in kinds]
-            total = sum(report.total[e] - report.flat_total[e] for e in edits)
-            if total:
-                found = [sum(report.found[m][e] - report.flat_found[m][e] for e in edits) for m in modes]
-                cells = [f"**{100 * n / total:.1f}%**" for n in found]
-                lines.append(f"| **{label}, flat pictures left out** | | " + " | ".join(cells) + " |")
+            lines += _recall_row(f"{label}, flat pictures left out", of_kinds(kinds), total, found, modes)
         flat = ", ".join(report.flat)
         lines += ["", f"Flat pictures (one tone at the scale of the hashes, `flat` in a search): {flat}."]
     if report.missed:
